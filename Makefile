@@ -1,0 +1,57 @@
+# carbon254.mlflow — developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Ansible reads the collection from this checkout (see scripts/collection-path.sh) and never asks Galaxy.
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+
+.PHONY: help setup system-packages venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+
+help:
+	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
+	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
+	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
+
+setup: system-packages venv
+
+system-packages:
+	@scripts/install-system-packages.sh postgresql prometheus
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+# Link this checkout as carbon254.mlflow where ansible-playbook / molecule / ansible-lint look for it.
+.cache/collections/ansible_collections/carbon254/mlflow:
+	@mkdir -p $(@D)
+	@ln -sfn $(CURDIR) $@
+
+test: setup .cache/collections/ansible_collections/carbon254/mlflow
+	$(BIN)/python scripts/run_stages.py
+
+lint sanity unit build integration molecule: setup .cache/collections/ansible_collections/carbon254/mlflow
+	$(BIN)/python scripts/run_stages.py $@
+
+sandbox-up: setup
+	$(BIN)/python -m sandbox up
+sandbox-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m sandbox down; fi
+sandbox-status: setup
+	$(BIN)/python -m sandbox status
+
+# Re-resolve the full pinned set after changing requirements*.txt.
+constraints:
+	rm -rf .cache/constraints-venv && $(PYTHON) -m venv .cache/constraints-venv
+	.cache/constraints-venv/bin/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	{ echo "# Full resolved set for requirements.txt + requirements-dev.txt (pip freeze). Regenerate with make constraints."; \
+	  .cache/constraints-venv/bin/pip freeze; } > constraints.txt
+
+clean: sandbox-down
+	rm -rf $(VENV) .cache .sandbox tests/output .pytest_cache .ruff_cache

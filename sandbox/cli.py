@@ -1,0 +1,93 @@
+"""`python -m sandbox up|down|status|facts`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import SandboxConfig
+from .core import Sandbox
+from .procs import SandboxError
+
+
+def _config(args: argparse.Namespace) -> SandboxConfig:
+    overrides = {
+        key: value
+        for key, value in {
+            "state_dir": args.state_dir,
+            "pg_port": args.pg_port,
+            "s3_port": args.s3_port,
+            "weed_port_base": args.weed_port_base,
+        }.items()
+        if value is not None
+    }
+    return SandboxConfig(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Local test services for carbon254.mlflow (PostgreSQL, S3) on 127.0.0.1: a test double.",
+    )
+    parser.add_argument("--state-dir", type=Path, help="where data, logs and facts live (env SANDBOX_STATE_DIR)")
+    parser.add_argument("--pg-port", type=int, help="PostgreSQL port (env SANDBOX_PG_PORT, default 55432)")
+    parser.add_argument("--s3-port", type=int, help="S3 port (env SANDBOX_S3_PORT, default 58333)")
+    parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start every service and wait until it answers; idempotent")
+    down = sub.add_parser("down", help="stop what `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete the state directory (data, credentials)")
+    status = sub.add_parser("status", help="what runs and answers; exit 1 unless everything does")
+    status.add_argument("--json", action="store_true")
+    sub.add_parser("facts", help="print the path of the connection facts file written by `up`")
+    return parser
+
+
+def _up(sandbox: Sandbox, _args: argparse.Namespace) -> int:
+    result = sandbox.up()
+    for name in result.started:
+        print(f"started {name}")
+    for name in result.already_running:
+        print(f"{name} already running")
+    print(f"facts: {sandbox.config.facts_file}")
+    return 0
+
+
+def _down(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    stopped = sandbox.down(purge=args.purge)
+    print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def _status(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    report = sandbox.status()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, entry in report.items():
+            state = "answering" if entry.get("answering") else ("running" if entry["running"] else "stopped")
+            error = f"  {entry['error']}" if "error" in entry else ""
+            print(f"{name:10} {state:10} pid={entry['pid']}{error}")
+    return 0 if all(entry.get("answering") for entry in report.values()) else 1
+
+
+def _facts(sandbox: Sandbox, _args: argparse.Namespace) -> int:
+    if not sandbox.config.facts_file.exists():
+        print(f"{sandbox.config.facts_file} does not exist: run `python -m sandbox up`", file=sys.stderr)
+        return 1
+    print(sandbox.config.facts_file)
+    return 0
+
+
+COMMANDS = {"up": _up, "down": _down, "status": _status, "facts": _facts}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](Sandbox(_config(args)), args)
+    except (SandboxError, ValueError) as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2

