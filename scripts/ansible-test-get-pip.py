@@ -18,4 +18,4 @@ GET_PIP_ONLY_FLAGS = {"--no-setuptools", "--no-wheel", "--no-pip"}
 env = os.environ.copy()
 ensurepip.bootstrap(upgrade=False)
 args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY_FLAGS]
-raise SystemExit(subprocess.call([sys.executable, "-m", "pip", "install", *args], env=env))  # noqa: S603
+raise SystemExit(subprocess.call([sys.executable, "-m", "pip", "install", *args], env=env))

@@ -209,7 +209,9 @@ def test_rendered_sql_creates_the_same_state(sandbox_facts, names, tmp_path: Pat
     missing = subprocess.run(psql, env=env, capture_output=True, text=True, check=False)
     assert missing.returncode != 0 and "mlflow_password" in missing.stderr
     for _ in range(2):  # the script is safe to run twice
-        ran = subprocess.run([*psql, "-v", "mlflow_password=first-Password-1"], env=env, capture_output=True, text=True)
+        ran = subprocess.run(
+            [*psql, "-v", "mlflow_password=first-Password-1"], env=env, capture_output=True, text=True, check=False
+        )
         assert ran.returncode == 0, ran.stderr
     by_script = snapshot(sandbox_facts, names["user"], [names["db"], names["auth_db"]])
 

@@ -1,0 +1,202 @@
+"""The sandbox starts real services, proves they answer, and stops exactly what it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import boto3
+import psycopg2
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from sandbox import Sandbox, SandboxConfig, SandboxError
+from sandbox.procs import port_in_use
+
+ROOT = Path(__file__).resolve().parents[2]
+# Ports of their own, so these tests never touch the shared sandbox that other stages use.
+PORTS = {"pg_port": 56432, "s3_port": 56333, "weed_port_base": 56340}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SandboxConfig:
+    return SandboxConfig(state_dir=tmp_path / "state", **PORTS)
+
+
+@pytest.fixture
+def box(config: SandboxConfig):
+    sandbox = Sandbox(config)
+    yield sandbox
+    sandbox.down(purge=True)
+    assert processes_mentioning(str(config.state_dir)) == []
+
+
+def s3(facts: dict, secret: str | None = None):
+    return boto3.client(
+        "s3", endpoint_url=facts["s3"]["endpoint_url"], aws_access_key_id=facts["s3"]["access_key"],
+        aws_secret_access_key=secret or facts["s3"]["secret_key"], region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )  # fmt: skip
+
+
+def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: SandboxConfig):
+    result = box.up()
+    assert result.started == ["postgres", "s3"]
+
+    facts = json.loads(config.facts_file.read_text())
+    assert stat.S_IMODE(config.facts_file.stat().st_mode) == 0o600  # it holds passwords
+    assert facts["postgres"]["port"] == PORTS["pg_port"] and facts["postgres"]["version"] == "15"
+    assert facts["s3"]["endpoint_url"] == f"http://127.0.0.1:{PORTS['s3_port']}"
+
+    pg = facts["postgres"]
+    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
+                            dbname="postgres", connect_timeout=5)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("show password_encryption")
+        assert cur.fetchone() == ("scram-sha-256",)
+    conn.close()
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(host=pg["host"], port=pg["port"], user="postgres", password="wrong", dbname="postgres")
+
+    assert s3(facts).list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
+        s3(facts, secret="not-the-secret").list_buckets()
+
+    # Everything listens on loopback only.
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    for port in (PORTS["pg_port"], PORTS["s3_port"]):
+        lines = [line for line in listening.splitlines() if f":{port} " in line]
+        assert lines and all("127.0.0.1:" in line for line in lines), lines
+
+    again = box.up()
+    assert again.started == [] and again.already_running == ["postgres", "s3"]
+    assert box.status() == {
+        "postgres": {"running": True, "pid": box.service("postgres").pid(), "answering": True},
+        "s3": {"running": True, "pid": box.service("s3").pid(), "answering": True},
+    }
+
+    assert sorted(box.down()) == ["postgres", "s3"]
+    assert processes_mentioning(str(config.state_dir)) == []
+    for port in (PORTS["pg_port"], PORTS["s3_port"], *config.weed_ports().values()):
+        assert not port or not port_in_use("127.0.0.1", port), port
+    assert not config.facts_file.exists()
+    assert box.down() == []  # nothing left to stop
+
+
+def test_data_and_credentials_survive_down_up(box: Sandbox, config: SandboxConfig):
+    box.up()
+    facts = box.facts()
+    s3(facts).create_bucket(Bucket="survivor")
+    box.down()
+    assert Sandbox(config).up().started == ["postgres", "s3"]
+    assert Sandbox(config).facts()["s3"]["secret_key"] == facts["s3"]["secret_key"]
+    assert [b["Name"] for b in s3(facts).list_buckets()["Buckets"]] == ["survivor"]
+
+
+def test_down_never_stops_a_stranger(box: Sandbox, config: SandboxConfig):
+    box.up()
+    box.down()
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        # A stale PID file now names a process that is not ours.
+        (config.state_dir / "s3" / "weed.pid").write_text(f"{stranger.pid}\n")
+        assert box.down() == []
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_port_in_use_fails_clearly_and_starts_nothing(box: Sandbox, config: SandboxConfig):
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", PORTS["s3_port"]))
+    blocker.listen()
+    try:
+        with pytest.raises(SandboxError, match=rf"cannot start s3: port\(s\) \[{PORTS['s3_port']}\]"):
+            box.up()
+        # PostgreSQL, started before the conflict was found, was stopped again.
+        assert processes_mentioning(str(config.state_dir)) == []
+    finally:
+        blocker.close()
+
+
+def test_invalid_port_setting_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("SANDBOX_PG_PORT", "fifty")
+    with pytest.raises(ValueError, match="SANDBOX_PG_PORT='fifty'"):
+        SandboxConfig(state_dir=tmp_path)
+    monkeypatch.setenv("SANDBOX_PG_PORT", "80")
+    with pytest.raises(ValueError, match="pg_port=80"):
+        SandboxConfig(state_dir=tmp_path)
+
+
+def test_cli_status_exit_codes(tmp_path: Path):
+    state = tmp_path / "cli"
+    argv = [sys.executable, "-m", "sandbox", "--state-dir", str(state), "--pg-port", str(PORTS["pg_port"]),
+            "--s3-port", str(PORTS["s3_port"]), "--weed-port-base", str(PORTS["weed_port_base"])]  # fmt: skip
+    try:
+        assert subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, check=False).returncode == 1
+        up = subprocess.run([*argv, "up"], cwd=ROOT, capture_output=True, text=True, check=False)
+        assert up.returncode == 0, up.stderr
+        assert "started postgres" in up.stdout and "started s3" in up.stdout
+        status = subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, text=True, check=False)
+        assert status.returncode == 0 and status.stdout.count("answering") == 2
+        facts = subprocess.run([*argv, "facts"], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert facts.stdout.strip() == str(state / "facts.json")
+    finally:
+        subprocess.run([*argv, "down", "--purge"], cwd=ROOT, capture_output=True, check=False)
+    assert processes_mentioning(str(state)) == []
+    assert not state.exists()
+
+
+def test_a_failing_test_leaves_no_process(tmp_path: Path):
+    """A test that fails while the sandbox runs: its fixture still stops every service."""
+    state = tmp_path / "failing"
+    test_file = tmp_path / "test_fails.py"
+    test_file.write_text(
+        textwrap.dedent(f"""
+        import pytest
+        from sandbox import Sandbox, SandboxConfig
+
+        @pytest.fixture
+        def box():
+            sandbox = Sandbox(SandboxConfig(state_dir={str(state)!r}, pg_port={PORTS["pg_port"]},
+                                            s3_port={PORTS["s3_port"]}, weed_port_base={PORTS["weed_port_base"]}))
+            sandbox.up()
+            yield sandbox
+            sandbox.down()
+
+        def test_boom(box):
+            assert box.status()["postgres"]["answering"]
+            raise AssertionError("deliberate failure")
+        """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=ROOT, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 1 and "deliberate failure" in proc.stdout, proc.stdout + proc.stderr
+    assert processes_mentioning(str(state)) == []
+    Sandbox(SandboxConfig(state_dir=state, **PORTS)).down(purge=True)

@@ -1,0 +1,59 @@
+"""Static checks of every role: argument specs and defaults describe the same inputs, the STYLE rules hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+
+
+def load(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_there_are_roles():
+    assert {"postgres_init", "minio_bucket"} <= set(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_specs_keys_equal_defaults_keys(role):
+    defaults = set(load(ROOT / "roles" / role / "defaults" / "main.yml") or {})
+    options = set(load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"])
+    assert options - defaults == set(), "documented in argument_specs but missing from defaults/main.yml"
+    assert defaults - options == set(), "in defaults/main.yml but not documented in argument_specs"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_option_is_typed_described_and_prefixed(role):
+    options = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    for name, spec in options.items():
+        assert name.startswith(f"{role}_"), name
+        assert spec.get("type"), f"{name} has no type"
+        assert spec.get("description"), f"{name} has no description"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_secrets_are_no_log(role):
+    options = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    secret_words = ("password", "secret", "token")
+    for name, spec in options.items():
+        if any(word in name for word in secret_words) and spec["type"] == "str":
+            assert spec.get("no_log") is True, f"{name} must be no_log"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_main_only_includes(role):
+    tasks = load(ROOT / "roles" / role / "tasks" / "main.yml")
+    for task in tasks:
+        modules = set(task) & {"ansible.builtin.import_tasks", "ansible.builtin.include_tasks"}
+        assert modules, f"{role}/tasks/main.yml does more than include: {task.get('name')}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_internal_vars_are_double_underscored(role):
+    internal = load(ROOT / "roles" / role / "vars" / "main.yml") or {}
+    assert all(name.startswith(f"__{role}_") for name in internal), list(internal)
