@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import Sandbox, SandboxConfig  # noqa: E402
 
-PORTS = {"pg_port": 57432, "s3_port": 57333, "weed_port_base": 57340}
+PORTS = {"pg_port": 57432, "s3_port": 57333, "k8s_port": 57443, "weed_port_base": 57340}
 
 
 def rss_mib(marker: str) -> float:
@@ -78,7 +78,8 @@ def main() -> int:
     lines = [
         "## Sandbox start-up (bench/sandbox_startup.py)",
         "",
-        f"{args.cycles} cycles on this machine ({time.strftime('%Y-%m-%d')}), PostgreSQL 15 + SeaweedFS `weed mini`:",
+        f"{args.cycles} cycles on this machine ({time.strftime('%Y-%m-%d')}): PostgreSQL 15, SeaweedFS `weed mini`, "
+        "Kubernetes API emulator.",
         "",
         "| measure | median | min | max |",
         "|---|---|---|---|",

@@ -19,6 +19,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
             "state_dir": args.state_dir,
             "pg_port": args.pg_port,
             "s3_port": args.s3_port,
+            "k8s_port": args.k8s_port,
             "weed_port_base": args.weed_port_base,
         }.items()
         if value is not None
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", type=Path, help="where data, logs and facts live (env SANDBOX_STATE_DIR)")
     parser.add_argument("--pg-port", type=int, help="PostgreSQL port (env SANDBOX_PG_PORT, default 55432)")
     parser.add_argument("--s3-port", type=int, help="S3 port (env SANDBOX_S3_PORT, default 58333)")
+    parser.add_argument(
+        "--k8s-port", type=int, help="Kubernetes API emulator port (env SANDBOX_K8S_PORT, default 58443)"
+    )
     parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start every service and wait until it answers; idempotent")
@@ -42,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what runs and answers; exit 1 unless everything does")
     status.add_argument("--json", action="store_true")
     sub.add_parser("facts", help="print the path of the connection facts file written by `up`")
+    sub.add_parser("kubeconfig", help="print the path of the kubeconfig for the Kubernetes API emulator")
     return parser
 
 
@@ -81,7 +86,16 @@ def _facts(sandbox: Sandbox, _args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": _up, "down": _down, "status": _status, "facts": _facts}
+def _kubeconfig(sandbox: Sandbox, _args: argparse.Namespace) -> int:
+    path = sandbox.config.state_dir / "kubeconfig"
+    if not path.exists():
+        print(f"{path} does not exist: run `python -m sandbox up`", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+COMMANDS = {"up": _up, "down": _down, "status": _status, "facts": _facts, "kubeconfig": _kubeconfig}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ class SandboxConfig:
     host: str = LOOPBACK
     pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 55432))
     s3_port: int = field(default_factory=lambda: _env_int("SANDBOX_S3_PORT", 58333))
+    k8s_port: int = field(default_factory=lambda: _env_int("SANDBOX_K8S_PORT", 58443))
     # SeaweedFS runs master, volume, filer and admin servers beside S3, each with an HTTP and a gRPC port;
     # they take consecutive ports from this base so that two sandboxes never collide.
     weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 58340))
@@ -50,7 +51,7 @@ class SandboxConfig:
         self.state_dir = Path(self.state_dir).resolve()
         if self.host != LOOPBACK:
             raise ValueError(f"the sandbox only binds loopback ({LOOPBACK}), not {self.host!r}")
-        for name in ("pg_port", "s3_port", "weed_port_base"):
+        for name in ("pg_port", "s3_port", "k8s_port", "weed_port_base"):
             value = getattr(self, name)
             if not 1024 <= value <= 65535 - (10 if name == "weed_port_base" else 0):
                 raise ValueError(f"{name}={value} is outside the usable port range 1024-65535")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import SandboxConfig
+from .kube import KubeApi
 from .postgres import Postgres
 from .procs import SandboxError, port_in_use
 from .s3 import SeaweedS3
@@ -53,6 +54,7 @@ class Sandbox:
         self.services: list[Service] = [
             Postgres(self.config, self.credentials["postgres_admin_password"]),
             SeaweedS3(self.config, self.credentials["s3_access_key"], self.credentials["s3_secret_key"]),
+            KubeApi(self.config),
         ]
 
     @property
@@ -95,7 +97,7 @@ class Sandbox:
                         raise SandboxError(
                             f"cannot start {svc.name}: port(s) {busy} on {self.config.host} are already in use by "
                             "another process; choose others with SANDBOX_PG_PORT / SANDBOX_S3_PORT / "
-                            "SANDBOX_WEED_PORT_BASE"
+                            "SANDBOX_K8S_PORT / SANDBOX_WEED_PORT_BASE"
                         )
                     svc.start()
                     result.started.append(svc.name)

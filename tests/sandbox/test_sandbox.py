@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import psycopg2
 import pytest
+import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -22,7 +23,7 @@ from sandbox.procs import port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ports of their own, so these tests never touch the shared sandbox that other stages use.
-PORTS = {"pg_port": 56432, "s3_port": 56333, "weed_port_base": 56340}
+PORTS = {"pg_port": 56432, "s3_port": 56333, "k8s_port": 56443, "weed_port_base": 56340}
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -63,7 +64,7 @@ def s3(facts: dict, secret: str | None = None):
 
 def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: SandboxConfig):
     result = box.up()
-    assert result.started == ["postgres", "s3"]
+    assert result.started == ["postgres", "s3", "kubernetes"]
 
     facts = json.loads(config.facts_file.read_text())
     assert stat.S_IMODE(config.facts_file.stat().st_mode) == 0o600  # it holds passwords
@@ -86,20 +87,26 @@ def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: S
 
     # Everything listens on loopback only.
     listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
-    for port in (PORTS["pg_port"], PORTS["s3_port"]):
+    for port in (PORTS["pg_port"], PORTS["s3_port"], PORTS["k8s_port"]):
         lines = [line for line in listening.splitlines() if f":{port} " in line]
         assert lines and all("127.0.0.1:" in line for line in lines), lines
 
+    kube = facts["kubernetes"]
+    assert kube["url"] == f"http://127.0.0.1:{PORTS['k8s_port']}"
+    assert stat.S_IMODE(Path(kube["kubeconfig"]).stat().st_mode) == 0o600
+    config_doc = yaml.safe_load(Path(kube["kubeconfig"]).read_text())
+    assert config_doc["clusters"][0]["cluster"]["server"] == kube["url"]
+
     again = box.up()
-    assert again.started == [] and again.already_running == ["postgres", "s3"]
+    assert again.started == [] and again.already_running == ["postgres", "s3", "kubernetes"]
     assert box.status() == {
-        "postgres": {"running": True, "pid": box.service("postgres").pid(), "answering": True},
-        "s3": {"running": True, "pid": box.service("s3").pid(), "answering": True},
+        name: {"running": True, "pid": box.service(name).pid(), "answering": True}
+        for name in ("postgres", "s3", "kubernetes")
     }
 
-    assert sorted(box.down()) == ["postgres", "s3"]
+    assert sorted(box.down()) == ["kubernetes", "postgres", "s3"]
     assert processes_mentioning(str(config.state_dir)) == []
-    for port in (PORTS["pg_port"], PORTS["s3_port"], *config.weed_ports().values()):
+    for port in (PORTS["pg_port"], PORTS["s3_port"], PORTS["k8s_port"], *config.weed_ports().values()):
         assert not port or not port_in_use("127.0.0.1", port), port
     assert not config.facts_file.exists()
     assert box.down() == []  # nothing left to stop
@@ -110,7 +117,7 @@ def test_data_and_credentials_survive_down_up(box: Sandbox, config: SandboxConfi
     facts = box.facts()
     s3(facts).create_bucket(Bucket="survivor")
     box.down()
-    assert Sandbox(config).up().started == ["postgres", "s3"]
+    assert Sandbox(config).up().started == ["postgres", "s3", "kubernetes"]
     assert Sandbox(config).facts()["s3"]["secret_key"] == facts["s3"]["secret_key"]
     assert [b["Name"] for b in s3(facts).list_buckets()["Buckets"]] == ["survivor"]
 
@@ -137,7 +144,7 @@ def test_port_in_use_fails_clearly_and_starts_nothing(box: Sandbox, config: Sand
     try:
         with pytest.raises(SandboxError, match=rf"cannot start s3: port\(s\) \[{PORTS['s3_port']}\]"):
             box.up()
-        # PostgreSQL, started before the conflict was found, was stopped again.
+        # PostgreSQL, started before the conflict was found, was stopped again; the API server never started.
         assert processes_mentioning(str(config.state_dir)) == []
     finally:
         blocker.close()
@@ -155,16 +162,19 @@ def test_invalid_port_setting_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_cli_status_exit_codes(tmp_path: Path):
     state = tmp_path / "cli"
     argv = [sys.executable, "-m", "sandbox", "--state-dir", str(state), "--pg-port", str(PORTS["pg_port"]),
-            "--s3-port", str(PORTS["s3_port"]), "--weed-port-base", str(PORTS["weed_port_base"])]  # fmt: skip
+            "--s3-port", str(PORTS["s3_port"]), "--k8s-port", str(PORTS["k8s_port"]),
+            "--weed-port-base", str(PORTS["weed_port_base"])]  # fmt: skip
     try:
         assert subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, check=False).returncode == 1
         up = subprocess.run([*argv, "up"], cwd=ROOT, capture_output=True, text=True, check=False)
         assert up.returncode == 0, up.stderr
         assert "started postgres" in up.stdout and "started s3" in up.stdout
         status = subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, text=True, check=False)
-        assert status.returncode == 0 and status.stdout.count("answering") == 2
+        assert status.returncode == 0 and status.stdout.count("answering") == 3
         facts = subprocess.run([*argv, "facts"], cwd=ROOT, capture_output=True, text=True, check=True)
         assert facts.stdout.strip() == str(state / "facts.json")
+        kubeconfig = subprocess.run([*argv, "kubeconfig"], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert kubeconfig.stdout.strip() == str(state / "kubeconfig")
     finally:
         subprocess.run([*argv, "down", "--purge"], cwd=ROOT, capture_output=True, check=False)
     assert processes_mentioning(str(state)) == []
@@ -183,7 +193,8 @@ def test_a_failing_test_leaves_no_process(tmp_path: Path):
         @pytest.fixture
         def box():
             sandbox = Sandbox(SandboxConfig(state_dir={str(state)!r}, pg_port={PORTS["pg_port"]},
-                                            s3_port={PORTS["s3_port"]}, weed_port_base={PORTS["weed_port_base"]}))
+                                            s3_port={PORTS["s3_port"]}, k8s_port={PORTS["k8s_port"]},
+                                            weed_port_base={PORTS["weed_port_base"]}))
             sandbox.up()
             yield sandbox
             sandbox.down()
