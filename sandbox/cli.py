@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sub.add_parser("facts", help="print the path of the connection facts file written by `up`")
     sub.add_parser("kubeconfig", help="print the path of the kubeconfig for the Kubernetes API emulator")
+    service_url = sub.add_parser("service-url", help="print the host URL forwarding to a Service's ready pods")
+    service_url.add_argument("namespace")
+    service_url.add_argument("name")
+    service_url.add_argument("--port", type=int, help="Service port (default: its first port)")
     return parser
 
 
@@ -95,7 +99,28 @@ def _kubeconfig(sandbox: Sandbox, _args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": _up, "down": _down, "status": _status, "facts": _facts, "kubeconfig": _kubeconfig}
+def _service_url(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    registry = sandbox.config.state_dir / "kubernetes" / "services.json"
+    ports = json.loads(registry.read_text()).get(f"{args.namespace}/{args.name}", {}) if registry.exists() else {}
+    if not ports:
+        print(f"no Service {args.namespace}/{args.name} is forwarded (is the sandbox up?)", file=sys.stderr)
+        return 1
+    port = str(args.port) if args.port else sorted(ports, key=int)[0]
+    if port not in ports:
+        print(f"Service {args.namespace}/{args.name} has no port {port}; ports: {', '.join(ports)}", file=sys.stderr)
+        return 1
+    print(f"http://{ports[port]}")
+    return 0
+
+
+COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "facts": _facts,
+    "kubeconfig": _kubeconfig,
+    "service-url": _service_url,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

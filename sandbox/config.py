@@ -38,6 +38,8 @@ class SandboxConfig:
     pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 55432))
     s3_port: int = field(default_factory=lambda: _env_int("SANDBOX_S3_PORT", 58333))
     k8s_port: int = field(default_factory=lambda: _env_int("SANDBOX_K8S_PORT", 58443))
+    # Pod and node addresses; they exist only inside the sandbox's own network namespaces.
+    pod_cidr: str = field(default_factory=lambda: os.environ.get("SANDBOX_POD_CIDR", "10.213.0.0/16"))
     # SeaweedFS runs master, volume, filer and admin servers beside S3, each with an HTTP and a gRPC port;
     # they take consecutive ports from this base so that two sandboxes never collide.
     weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 58340))

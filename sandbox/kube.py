@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -25,6 +27,20 @@ class KubeApi:
         self.pid_file = self.base / "apiserver.pid"
         self.log_file = self.base / "apiserver.log"
         self.kubeconfig = config.state_dir / "kubeconfig"
+
+    @property
+    def node_name(self) -> str:
+        """Short prefix of this sandbox's network namespaces (interface names allow 15 characters)."""
+        return "sb" + hashlib.sha256(str(self.config.state_dir).encode()).hexdigest()[:5]
+
+    @property
+    def gateway(self) -> str:
+        return str(next(ipaddress.ip_network(self.config.pod_cidr).hosts()))
+
+    @staticmethod
+    def node_supported() -> bool:
+        """The kubelet needs root (network and mount namespaces) and iproute2."""
+        return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("unshare") is not None
 
     @property
     def url(self) -> str:
@@ -96,8 +112,13 @@ class KubeApi:
 
     def stop(self) -> bool:
         pid = self.pid()
-        stopped = terminate(pid, self.marker) if pid else False
+        stopped = terminate(pid, self.marker, timeout=30) if pid else False
         self.pid_file.unlink(missing_ok=True)
+        if self.node_supported():
+            # The API server removes its node network on SIGTERM; this catches a server that died hard.
+            from .k8s.runtime import NodeNetwork  # noqa: PLC0415
+
+            NodeNetwork(self.node_name, self.config.pod_cidr).down()
         return stopped
 
     def purge(self) -> None:
@@ -105,4 +126,15 @@ class KubeApi:
         self.kubeconfig.unlink(missing_ok=True)
 
     def facts(self) -> dict[str, object]:
-        return {"url": self.url, "kubeconfig": str(self.kubeconfig), "token": self.token()}
+        facts: dict[str, object] = {"url": self.url, "kubeconfig": str(self.kubeconfig), "token": self.token()}
+        if self.node_supported():
+            # What pods see: the host's PostgreSQL and S3 are forwarded to the node gateway.
+            facts["node"] = {
+                "name": self.node_name,
+                "pod_cidr": self.config.pod_cidr,
+                "gateway": self.gateway,
+                "postgres_host": self.gateway,
+                "postgres_port": self.config.pg_port,
+                "s3_endpoint_url": f"http://{self.gateway}:{self.config.s3_port}",
+            }
+        return facts

@@ -20,12 +20,15 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import catalog, selectors
 from .store import ApiError, Store, WriteOptions
+
+if TYPE_CHECKING:
+    from .kubelet import Kubelet
 
 PATCH_TYPES = {
     "application/json-patch+json",
@@ -34,6 +37,10 @@ PATCH_TYPES = {
     "application/apply-patch+yaml",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class PlainText(str):
+    """A response body sent as text/plain (container logs)."""
 
 
 @dataclass
@@ -87,6 +94,7 @@ class ApiServer(ThreadingHTTPServer):
         self.store = store
         self.token = token
         self.log = RequestLog()
+        self.kubelet: Kubelet | None = None
 
 
 def _status_ok(details: dict | None = None) -> dict:
@@ -154,9 +162,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "BadRequest", f"the request body could not be decoded: {exc}") from exc
 
     def _send(self, code: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
+        text = isinstance(payload, PlainText)
+        data = payload.encode() if text else json.dumps(payload).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain" if text else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", "sandbox")
         for warning in self.warnings:
@@ -237,6 +246,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if sub and sub not in resource.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if (resource.plural, sub, method) == ("pods", "log", "GET"):
+            entry["verb"] = "get"
+            entry["resource"] = "pods/log"
+            return 200, self._pod_log(namespace, name, query)
         opts = WriteOptions(
             dry_run=query.get("dryRun") == "All",
             strict_fields=query.get("fieldValidation") == "Strict",
@@ -248,6 +261,19 @@ class Handler(BaseHTTPRequestHandler):
             else "Background",
         )
         return self._verb(Call(method, resource, namespace, name, query, body, entry, opts))
+
+    def _pod_log(self, namespace: str, name: str, query: dict) -> PlainText:
+        """GET pods/<name>/log: the container's output, from the kubelet (404 when the pod is not running here)."""
+        pods = self.server.store.resource("", "v1", "pods")
+        pod = self.server.store.get(pods, namespace, name)
+        kubelet = self.server.kubelet
+        path = kubelet.log_path(namespace, name, query.get("container")) if kubelet else None
+        if path is None or not path.exists():
+            container = query.get("container") or pod["spec"]["containers"][0]["name"]
+            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start')
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        tail = query.get("tailLines")
+        return PlainText("".join(lines[-int(tail) :] if tail else lines))
 
     def _group_entry(self, group: str, versions: list[str]) -> dict:
         listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -370,19 +396,50 @@ def kubeconfig(server_url: str, token: str) -> dict:
     }
 
 
-def serve(state_dir: Path, host: str, port: int, token: str) -> None:
-    """Run the API server until SIGTERM/SIGINT; objects persist in <state_dir>/objects.json."""
+def serve(state_dir: Path, host: str, port: int, token: str, node: NodeOptions | None = None) -> None:
+    """Run the API server (and, with `node`, the kubelet and controllers) until SIGTERM/SIGINT.
+
+    Objects persist in <state_dir>/objects.json; pods found there at start are started again (a node reboot).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(snapshot=state_dir / "objects.json")
     server = ApiServer((host, port), store, token)
+    manager = network = None
+    if node is not None:
+        from .controllers import ControllerManager  # noqa: PLC0415 - needs root and iproute2; API-only otherwise
+        from .images import ImageTable  # noqa: PLC0415
+        from .kubelet import Kubelet  # noqa: PLC0415
+        from .runtime import NodeNetwork  # noqa: PLC0415
+
+        network = NodeNetwork(node.network, node.cidr)
+        network.up()
+        server.kubelet = Kubelet(store, network, state_dir, ImageTable.load(state_dir / "images.json"), node.backoff)
+        manager = ControllerManager(store, network, server.kubelet, state_dir, host_forwards=node.forwards)
+        manager.start()
 
     def stop(*_: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        if manager is not None:
+            manager.stop()
+        if network is not None:
+            network.down()
+
+
+@dataclass
+class NodeOptions:
+    """The sandbox node: network namespace name and CIDR, host ports forwarded to pods, crash back-off."""
+
+    network: str
+    cidr: str = "10.213.0.0/16"
+    forwards: list[tuple[int, int]] | None = None
+    backoff: float = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,8 +448,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token-file", type=Path, required=True)
+    parser.add_argument("--node", metavar="NAME", help="also run the kubelet and controllers (namespaces NAME*)")
+    parser.add_argument("--pod-cidr", default="10.213.0.0/16")
+    parser.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="make host 127.0.0.1:PORT reachable from pods at <gateway>:PORT (PostgreSQL, S3)",
+    )
+    parser.add_argument("--crash-backoff", type=float, default=10.0, help="first CrashLoopBackOff delay, seconds")
     args = parser.parse_args(argv)
-    serve(args.state_dir, args.host, args.port, args.token_file.read_text().strip())
+    node = None
+    if args.node:
+        forwards = [(int(p), int(p)) for p in args.forward]
+        node = NodeOptions(args.node, args.pod_cidr, forwards, args.crash_backoff)
+    serve(args.state_dir, args.host, args.port, args.token_file.read_text().strip(), node)
     return 0
 
 

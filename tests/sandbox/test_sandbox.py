@@ -104,8 +104,12 @@ def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: S
         for name in ("postgres", "s3", "kubernetes")
     }
 
+    node = box.service("kubernetes").node_name
+    if os.geteuid() == 0:  # the kubelet's node network exists only where the kubelet can run
+        assert node in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert sorted(box.down()) == ["kubernetes", "postgres", "s3"]
     assert processes_mentioning(str(config.state_dir)) == []
+    assert node not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     for port in (PORTS["pg_port"], PORTS["s3_port"], PORTS["k8s_port"], *config.weed_ports().values()):
         assert not port or not port_in_use("127.0.0.1", port), port
     assert not config.facts_file.exists()
