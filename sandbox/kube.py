@@ -87,6 +87,9 @@ class KubeApi:
             "--token-file",
             str(self.token_file),
         ]
+        if self.node_supported():
+            argv += ["--node", self.node_name, "--pod-cidr", self.config.pod_cidr]
+            argv += ["--forward", str(self.config.pg_port), "--forward", str(self.config.s3_port)]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         proc = spawn(argv, self.log_file, env=env)
         self.pid_file.write_text(f"{proc.pid}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 
@@ -37,9 +38,23 @@ def playbook(facts: dict, name: str, check: bool = False, **extra: str) -> subpr
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
+def delete_namespace(facts: dict, ns: str) -> None:
+    """Remove what a test left behind, whatever happened to it (the playbook deletes it on success)."""
+    kube = facts["kubernetes"]
+    headers = {"Authorization": f"Bearer {kube['token']}"}
+    req = urllib.request.Request(f"{kube['url']}/api/v1/namespaces/{ns}", method="DELETE", headers=headers)  # noqa: S310
+    try:
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - loopback sandbox
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+
+
 def test_kubernetes_core_flow(sandbox_facts):
     ns = f"conf-{uuid.uuid4().hex[:8]}"
-    result = playbook(sandbox_facts, "k8s_conformance.yml", ns=ns)
+    try:
+        result = playbook(sandbox_facts, "k8s_conformance.yml", ns=ns)
+    finally:
+        delete_namespace(sandbox_facts, ns)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
