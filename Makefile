@@ -9,17 +9,21 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help setup system-packages venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help setup system-packages sandbox-mlflow venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
 	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
-setup: system-packages venv
+setup: system-packages venv sandbox-mlflow
 
 system-packages:
-	@scripts/install-system-packages.sh postgresql prometheus
+	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux
+
+# The MLflow server the sandbox kubelet runs (under /opt: pods run as non-root users).
+sandbox-mlflow: system-packages
+	@scripts/install-sandbox-mlflow.sh
 
 venv: $(VENV)/.installed
 
