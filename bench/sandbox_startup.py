@@ -49,6 +49,20 @@ def rss_mib(marker: str) -> float:
     return sum(procs[pid][2] for pid in ours) / 1024
 
 
+def update_doc(lines: list[str]) -> None:
+    """Replace (or add) the section headed by lines[0] in docs/benchmarks.md."""
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n\n"
+    head = lines[0]
+    if head in text:
+        before, _, after = text.partition(head)
+        rest = after.split("\n## ", 1)
+        text = before + "\n".join(lines) + ("\n## " + rest[1] if len(rest) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
+    doc.write_text(text)
+
+
 def row(label: str, values: list[float], fmt: str) -> str:
     cells = [format(v, fmt) for v in (statistics.median(values), min(values), max(values))]
     return f"| {label} | {' | '.join(cells)} |"
@@ -90,16 +104,7 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text() if doc.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n\n"
-        head = lines[0]
-        if head in text:
-            before, _, after = text.partition(head)
-            rest = after.split("\n## ", 1)
-            text = before + "\n".join(lines) + ("\n## " + rest[1] if len(rest) > 1 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-        doc.write_text(text)
+        update_doc(lines)
     return 0
 
 

@@ -14,10 +14,10 @@ import urllib.request
 import yaml
 
 from .config import REPO_ROOT, SandboxConfig
-from .procs import SandboxError, is_ours, spawn, terminate, wait_until
+from .procs import PidFileService, SandboxError, wait_until
 
 
-class KubeApi:
+class KubeApi(PidFileService):
     name = "kubernetes"
 
     def __init__(self, config: SandboxConfig) -> None:
@@ -58,15 +58,6 @@ class KubeApi:
                 handle.write(secrets.token_urlsafe(24))
         return self.token_file.read_text().strip()
 
-    def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def is_running(self) -> bool:
-        return is_ours(self.pid(), self.marker)
-
     def ports(self) -> list[int]:
         return [self.config.k8s_port]
 
@@ -91,8 +82,7 @@ class KubeApi:
             argv += ["--node", self.node_name, "--pod-cidr", self.config.pod_cidr]
             argv += ["--forward", str(self.config.pg_port), "--forward", str(self.config.s3_port)]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        proc = spawn(argv, self.log_file, env=env)
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.launch(argv, self.log_file, env=env)
         fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             yaml.safe_dump(kubeconfig(self.url, token), handle, sort_keys=False)
@@ -114,9 +104,7 @@ class KubeApi:
             return json.loads(response.read())["kind"] == "APIResourceList"
 
     def stop(self) -> bool:
-        pid = self.pid()
-        stopped = terminate(pid, self.marker, timeout=30) if pid else False
-        self.pid_file.unlink(missing_ok=True)
+        stopped = self.stop_process(timeout=30)
         if self.node_supported():
             # The API server removes its node network on SIGTERM; this catches a server that died hard.
             from .k8s.runtime import NodeNetwork  # noqa: PLC0415

@@ -97,3 +97,29 @@ def _reap(pid: int) -> None:
     """Collect an exited child so it does not linger as a zombie when we started it in this process."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+class PidFileService:
+    """A server the sandbox starts itself (spawn) and recognises by the PID in `pid_file` plus `marker`."""
+
+    pid_file: Path
+    marker: str
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def is_running(self) -> bool:
+        return is_ours(self.pid(), self.marker)
+
+    def launch(self, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None) -> None:
+        proc = spawn(argv, log_file, env=env)
+        self.pid_file.write_text(f"{proc.pid}\n")
+
+    def stop_process(self, timeout: float = 15.0) -> bool:
+        pid = self.pid()
+        stopped = terminate(pid, self.marker, timeout=timeout) if pid else False
+        self.pid_file.unlink(missing_ok=True)
+        return stopped

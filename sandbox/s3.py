@@ -8,14 +8,14 @@ import shutil
 from pathlib import Path
 
 from .config import SandboxConfig
-from .procs import SandboxError, is_ours, spawn, terminate, wait_until
+from .procs import PidFileService, SandboxError, wait_until
 
 REGION = "us-east-1"
 # Unix sockets have a 108-byte path limit; past it weed keeps its default under /tmp.
 _MAX_SOCKET_PATH = 100
 
 
-class SeaweedS3:
+class SeaweedS3(PidFileService):
     name = "s3"
 
     def __init__(self, config: SandboxConfig, access_key: str, secret_key: str) -> None:
@@ -35,15 +35,6 @@ class SeaweedS3:
     @property
     def marker(self) -> str:
         return str(self.data_dir)
-
-    def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def is_running(self) -> bool:
-        return is_ours(self.pid(), self.marker)
 
     def ports(self) -> list[int]:
         return [port for port in self.config.weed_ports().values() if port]
@@ -81,8 +72,7 @@ class SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_identities()
         env = {**os.environ, "S3_BUCKET": ""}  # weed mini would create the bucket named there
-        proc = spawn(self.argv(), self.log_file, env=env)
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.launch(self.argv(), self.log_file, env=env)
 
     def wait_ready(self) -> None:
         def ready() -> bool:
@@ -111,10 +101,7 @@ class SeaweedS3:
         return response["ResponseMetadata"]["HTTPStatusCode"] == 200
 
     def stop(self) -> bool:
-        pid = self.pid()
-        stopped = terminate(pid, self.marker) if pid else False
-        self.pid_file.unlink(missing_ok=True)
-        return stopped
+        return self.stop_process()
 
     def purge(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)

@@ -283,45 +283,20 @@ class ControllerManager:
         conditions: list[dict] = []
         if succeeded >= completions:
             stamp = now()
-            conditions = [
-                {
-                    "type": "SuccessCriteriaMet",
-                    "status": "True",
-                    "lastProbeTime": stamp,
-                    "lastTransitionTime": stamp,
-                    "reason": "CompletionsReached",
-                    "message": "Reached expected number of succeeded pods",
-                },
-                {
-                    "type": "Complete",
-                    "status": "True",
-                    "lastProbeTime": stamp,
-                    "lastTransitionTime": stamp,
-                    "reason": "CompletionsReached",
-                    "message": "Reached expected number of succeeded pods",
-                },
-            ]
+            conditions = _terminal_conditions(
+                ("SuccessCriteriaMet", "Complete"),
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                stamp,
+            )
             status["completionTime"] = stamp
         elif failed > backoff_limit:
-            stamp = now()
-            conditions = [
-                {
-                    "type": "FailureTarget",
-                    "status": "True",
-                    "lastProbeTime": stamp,
-                    "lastTransitionTime": stamp,
-                    "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                },
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "lastProbeTime": stamp,
-                    "lastTransitionTime": stamp,
-                    "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                },
-            ]
+            conditions = _terminal_conditions(
+                ("FailureTarget", "Failed"),
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+                now(),
+            )
         elif not active:
             self._create_pod(job, spec["template"], f"{job['metadata']['name']}-{uuid.uuid4().hex[:5]}", {})
             active = [None]  # type: ignore[list-item]
@@ -339,6 +314,15 @@ class ControllerManager:
         if conditions:
             status["conditions"] = conditions
         self._write_status(job, "jobs", "batch", "v1", status)
+
+
+def _terminal_conditions(types: tuple[str, ...], reason: str, message: str, stamp: str) -> list[dict]:
+    """The pair of conditions the job controller sets when a Job finishes (e.g. SuccessCriteriaMet + Complete)."""
+    return [
+        {"type": kind, "status": "True", "lastProbeTime": stamp, "lastTransitionTime": stamp, "reason": reason,
+         "message": message}
+        for kind in types
+    ]  # fmt: skip
 
 
 def _host_connector(port: int) -> Any:
