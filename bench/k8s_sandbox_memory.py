@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 import psycopg2  # noqa: E402
 
-from bench.sandbox_startup import rss_mib, update_doc  # noqa: E402
+from bench.sandbox_startup import update_doc  # noqa: E402
 from sandbox import Sandbox, SandboxConfig  # noqa: E402
 
 PORTS = {"pg_port": 57532, "s3_port": 57633, "k8s_port": 57543, "weed_port_base": 57640}
@@ -95,7 +95,7 @@ def main() -> int:
             api_rss = tree_rss_mib(apiserver) if apiserver else 0.0
             pods = sorted(p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_mlflow_server(p))
             pod_rss = [tree_rss_mib(int(p.name)) for p in pods]
-            own_rss = rss_mib(str(box.service("kubernetes").base)) if apiserver else 0.0
+            own_rss = int(_status(Path(f"/proc/{apiserver}"))["VmRSS"].split()[0]) / 1024 if apiserver else 0.0
         finally:
             box.down(purge=True)
     lines = [
@@ -107,8 +107,8 @@ def main() -> int:
         "| measure | value |",
         "|---|---|",
         f"| playbook wall time (migration, 2 replicas Available, broken-variant checks), s | {deploy_seconds:.0f} |",
-        f"| API server + kubelet + controllers process (own RSS), MiB | {own_rss:.0f} |",
-        f"| same process with every pod process it started, MiB | {api_rss:.0f} |",
+        f"| API server + kubelet + controllers: the one process, MiB | {own_rss:.0f} |",
+        f"| that process with every container process it started, MiB | {api_rss:.0f} |",
         f"| each MLflow pod's process tree, MiB | {', '.join(f'{r:.0f}' for r in pod_rss)} |",
         "",
     ]
