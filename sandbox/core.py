@@ -50,12 +50,18 @@ class UpResult:
 class Sandbox:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
+        fresh = not self._credentials_file.exists()
         self.credentials = self._credentials()
         self.services: list[Service] = [
             Postgres(self.config, self.credentials["postgres_admin_password"]),
             SeaweedS3(self.config, self.credentials["s3_access_key"], self.credentials["s3_secret_key"]),
             KubeApi(self.config),
         ]
+        if fresh:
+            # New credentials: data left by an earlier sandbox at the same place (e.g. PostgreSQL's /var/tmp
+            # fallback for a checkout recloned to the same path) was made with other passwords; drop it.
+            for svc in self.services:
+                svc.purge()
 
     @property
     def _credentials_file(self) -> Path:

@@ -180,9 +180,9 @@ class Postgres:
         return True
 
     def purge(self) -> None:
+        """Delete the cluster's data (wherever it lives) and the link to it."""
         link = self.config.state_dir / "postgres"
-        if self.base != link:
-            shutil.rmtree(self.base.parent, ignore_errors=True)
+        shutil.rmtree(self.base.parent if self.base != link else self.base, ignore_errors=True)
         if link.is_symlink():
             link.unlink()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -124,6 +125,28 @@ def test_data_and_credentials_survive_down_up(box: Sandbox, config: SandboxConfi
     assert Sandbox(config).up().started == ["postgres", "s3", "kubernetes"]
     assert Sandbox(config).facts()["s3"]["secret_key"] == facts["s3"]["secret_key"]
     assert [b["Name"] for b in s3(facts).list_buckets()["Buckets"]] == ["survivor"]
+
+
+def test_a_fresh_checkout_at_the_same_place_starts_over(tmp_path: Path):
+    """CI clones to the same path again: data made with the old credentials must not lock the new run out,
+    also when PostgreSQL's data lives outside the checkout (a 0700 parent the postgres user cannot enter)."""
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    config = SandboxConfig(state_dir=private / "checkout" / ".sandbox", **PORTS)
+    first = Sandbox(config)
+    try:
+        first.up()
+        if os.geteuid() == 0:
+            assert (config.state_dir / "postgres").is_symlink()  # the /var/tmp fallback is in use
+        first.down()
+        shutil.rmtree(config.state_dir)  # the next clone has no state directory at all
+        second = Sandbox(config)
+        assert second.credentials != first.credentials
+        assert second.up().started == ["postgres", "s3", "kubernetes"]
+        assert second.status()["postgres"]["answering"]
+    finally:
+        Sandbox(config).down(purge=True)
+    assert processes_mentioning(str(config.state_dir)) == []
 
 
 def test_down_never_stops_a_stranger(box: Sandbox, config: SandboxConfig):
