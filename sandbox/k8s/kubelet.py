@@ -74,7 +74,6 @@ class Kubelet:
         self.images = images
         self.backoff = backoff
         self.pods: dict[str, PodRun] = {}
-        self.lock = threading.RLock()
         self.service_hosts: dict[str, str] = {}  # DNS name -> cluster IP, kept by the service controller
 
     # -- the loop ----------------------------------------------------------------------------------

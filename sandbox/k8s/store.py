@@ -103,7 +103,6 @@ class Store:
 
     def __init__(self, snapshot: Path | None = None) -> None:
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
         self.objects: dict[Key, dict] = {}
         self.revision = 1
         self.snapshot = snapshot
@@ -111,7 +110,6 @@ class Store:
             (r.group, r.version, r.plural): r for r in catalog.builtin_resources()
         }
         self.applied: dict[tuple[Key, str], dict] = {}  # (object, field manager) -> last applied config
-        self.listeners: list[Callable[[str, dict], None]] = []
         if snapshot and snapshot.exists():
             self._load()
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -217,7 +215,7 @@ class Store:
             obj["apiVersion"], obj["kind"] = resource.group_version, resource.kind
             warnings = self._admit(resource, obj, opts.strict_fields)
             if not opts.dry_run:
-                self._persist(key, obj, "ADDED")
+                self._persist(key, obj)
             else:
                 meta.pop("resourceVersion", None)
             return WriteResult(copy.deepcopy(obj), created=True, warnings=warnings)
@@ -300,7 +298,7 @@ class Store:
         if new == current:
             return WriteResult(copy.deepcopy(current), warnings=warnings)  # no-op: no new resourceVersion
         if not opts.dry_run:
-            self._persist(key, new, "MODIFIED")
+            self._persist(key, new)
         return WriteResult(copy.deepcopy(new), warnings=warnings)
 
     @staticmethod
@@ -417,7 +415,6 @@ class Store:
         if key[:2] == CRD_KEY:
             self.unregister_crd(obj)
         self._bump()
-        self._notify("DELETED", obj)
         if key[:2] == ("", "namespaces"):
             for other in [k for k in self.objects if k[2] == key[3]]:
                 if other in self.objects:
@@ -439,18 +436,12 @@ class Store:
         self.revision += 1
         return str(self.revision)
 
-    def _persist(self, key: Key, obj: dict, event: str) -> None:
+    def _persist(self, key: Key, obj: dict) -> None:
         obj["metadata"]["resourceVersion"] = self._bump()
         if key[:2] == CRD_KEY:
             self.register_crd(obj)
         self.objects[key] = copy.deepcopy(obj)
-        self._notify(event, obj)
         self._save()
-
-    def _notify(self, event: str, obj: dict) -> None:
-        self.changed.notify_all()
-        for listener in self.listeners:
-            listener(event, copy.deepcopy(obj))
 
     def _save(self) -> None:
         if self.snapshot is None:
@@ -458,7 +449,6 @@ class Store:
         data = {
             "revision": self.revision,
             "objects": [[list(k), v] for k, v in self.objects.items()],
-            "crds": [name for name in self.custom_resources()],
         }
         tmp = self.snapshot.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -478,9 +468,6 @@ class Store:
             yield from list(self.objects.items())
 
     # -- custom resources --------------------------------------------------------------------------
-    def custom_resources(self) -> list[str]:
-        return sorted({f"{r.plural}.{r.group}" for r in self.resources.values() if r.crd_schema is not None})
-
     def register_crd(self, crd: dict) -> None:
         """Serve the kinds a CustomResourceDefinition defines (every served version); mark it Established."""
         spec = crd.get("spec") or {}
