@@ -9,14 +9,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help setup system-packages sandbox-mlflow venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
 	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
-setup: system-packages venv sandbox-mlflow
+setup: system-packages venv checkov-venv sandbox-mlflow
 
 system-packages:
 	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux
@@ -26,6 +26,14 @@ sandbox-mlflow: system-packages
 	@scripts/install-sandbox-mlflow.sh
 
 venv: $(VENV)/.installed
+
+# checkov lives in its own virtualenv: its pins conflict with ansible's (see requirements-checkov.txt).
+checkov-venv: .cache/checkov-venv/.installed
+
+.cache/checkov-venv/.installed: requirements-checkov.txt
+	@test -x .cache/checkov-venv/bin/python || $(PYTHON) -m venv .cache/checkov-venv
+	.cache/checkov-venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
