@@ -1,4 +1,4 @@
-"""`python -m sandbox up|down|status|facts`."""
+"""`python -m sandbox up|down|status|facts|kubeconfig|service-url|crds`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import crds
 from .config import SandboxConfig
 from .core import Sandbox
 from .procs import SandboxError
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     service_url.add_argument("namespace")
     service_url.add_argument("name")
     service_url.add_argument("--port", type=int, help="Service port (default: its first port)")
+    crd = sub.add_parser("crds", help="install or remove a bundle of CustomResourceDefinitions in the running emulator")
+    crd_sub = crd.add_subparsers(dest="crds_command", required=True)
+    crd_sub.add_parser("list", help="the bundles and whether each CRD is installed")
+    for verb, text in (("install", "create or update the bundle's CRDs; idempotent"), ("remove", "delete them")):
+        action = crd_sub.add_parser(verb, help=text)
+        action.add_argument("bundle", choices=crds.bundles())
+        action.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for discovery (default 30)")
     return parser
 
 
@@ -113,6 +121,22 @@ def _service_url(sandbox: Sandbox, args: argparse.Namespace) -> int:
     return 0
 
 
+def _crds(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    if not sandbox.config.facts_file.exists():
+        print(f"{sandbox.config.facts_file} does not exist: run `python -m sandbox up`", file=sys.stderr)
+        return 1
+    facts = json.loads(sandbox.config.facts_file.read_text())
+    if args.crds_command == "list":
+        for bundle, states in crds.status(facts).items():
+            for name, state in states.items():
+                print(f"{bundle:20} {name:45} {state}")
+        return 0
+    run = crds.install if args.crds_command == "install" else crds.remove
+    for name, outcome in run(facts, args.bundle, timeout=args.timeout).items():
+        print(f"customresourcedefinition.apiextensions.k8s.io/{name} {outcome}")
+    return 0
+
+
 COMMANDS = {
     "up": _up,
     "down": _down,
@@ -120,6 +144,7 @@ COMMANDS = {
     "facts": _facts,
     "kubeconfig": _kubeconfig,
     "service-url": _service_url,
+    "crds": _crds,
 }
 
 
