@@ -298,7 +298,11 @@ class ControllerManager:
                 now(),
             )
         elif not active:
-            self._create_pod(job, spec["template"], f"{job['metadata']['name']}-{uuid.uuid4().hex[:5]}", {})
+            name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+            # The labels a real Job controller gives its pods (selectable with job-name=<job>).
+            labels = {"batch.kubernetes.io/job-name": name, "job-name": name,
+                      "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid}  # fmt: skip
+            self._create_pod(job, spec["template"], f"{name}-{uuid.uuid4().hex[:5]}", labels)
             active = [None]  # type: ignore[list-item]
         status.update(
             active=len(active) if not conditions else 0,

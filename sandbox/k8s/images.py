@@ -50,8 +50,13 @@ class ImageError(LookupError):
 
 
 class ImageTable:
-    def __init__(self, images: list[Image]) -> None:
+    def __init__(self, images: list[Image], extra: Path | None = None) -> None:
         self.images = images
+        self.extra = extra
+        self._stamp = self._mtime()
+
+    def _mtime(self) -> float | None:
+        return self.extra.stat().st_mtime if self.extra is not None and self.extra.exists() else None
 
     @classmethod
     def load(cls, path: Path | None) -> ImageTable:
@@ -60,9 +65,17 @@ class ImageTable:
             if table is not None and table.exists():
                 text = table.read_text().replace("{mlflow_prefix}", MLFLOW_PREFIX)
                 images += [Image(**entry) for entry in json.loads(text)]
-        return cls(images)
+        return cls(images, path)
+
+    def _refresh(self) -> None:
+        """Re-read `<state>/kubernetes/images.json` when it changed, as a node would see a newly pushed tag."""
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            self.images = ImageTable.load(self.extra).images
+            self._stamp = stamp
 
     def resolve(self, reference: str) -> Image:
+        self._refresh()
         repository, tag = split_reference(reference)
         for image in self.images:
             if image.repository == repository and tag in image.tags:

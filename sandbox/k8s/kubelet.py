@@ -291,7 +291,8 @@ class Kubelet:
             for kind, key in (("Secret", "secret"), ("ConfigMap", "configMap")):
                 if key in volume:
                     name = volume[key].get("secretName" if kind == "Secret" else "name")
-                    directory = self._materialise(run, mount["name"], kind, name, volume[key])
+                    fs_group = (pod["spec"].get("securityContext") or {}).get("fsGroup")
+                    directory = self._materialise(run, mount["name"], kind, name, volume[key], fs_group=fs_group)
                     mounts.append(Mount(path=mount["mountPath"], source=str(directory), read_only=True))
                     break
             else:
@@ -301,7 +302,9 @@ class Kubelet:
                 )
         return mounts
 
-    def _materialise(self, run: PodRun, volume: str, kind: str, name: str, source: dict) -> Path:
+    def _materialise(
+        self, run: PodRun, volume: str, kind: str, name: str, source: dict, *, fs_group: int | None
+    ) -> Path:
         data = self._data(kind, self._lookup(kind, run.namespace, name))
         directory = run.directory / "volumes" / volume
         shutil.rmtree(directory, ignore_errors=True)
@@ -313,6 +316,9 @@ class Kubelet:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(data.get(item["key"], ""))
             target.chmod(item.get("mode", mode))
+            if fs_group is not None:
+                # As the kubelet does for fsGroup: the pod's supplementary group owns the files.
+                os.chown(target, 0, fs_group)
         directory.chmod(0o755)
         return directory
 
