@@ -18,6 +18,9 @@ trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/carbon254/mlflow"
 mkdir -p "$dest"
 tar -xzf "$work"/carbon254-mlflow-*.tar.gz -C "$dest"
+# The ignore file is not shipped (tests/ is in build_ignore) but ansible-test reads it from the tree.
+mkdir -p "$dest/tests/sanity"
+cp "$root"/tests/sanity/ignore-*.txt "$dest/tests/sanity/"
 cd "$dest"
 # ansible-test wants the tree to be a git repository or nothing at all; a fresh one keeps file listing exact.
 git init -q . && git add -A >/dev/null

@@ -1,0 +1,316 @@
+"""carbon254.mlflow.mlflow_health and mlflow_roundtrip against a real MLflow 3.17.2 server.
+
+The server runs as a plain process on 127.0.0.1 (not in the Kubernetes sandbox): sandbox PostgreSQL as backend
+store (a throwaway database and role), sandbox S3 as artifact destination (a throwaway bucket, below a prefix),
+--expose-prometheus and an explicit --allowed-hosts list as our deployments use. The modules run through
+ansible-playbook with this checkout as the collection (tests/integration/playbooks/mlflow_modules.yml), and what
+they claim is checked independently: PostgreSQL rows, S3 objects (boto3), the REST API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import psycopg2
+import pytest
+
+from tests.helpers import BIN, INVENTORY, ROOT, PlayResult, ansible_env
+
+pytestmark = pytest.mark.integration
+MLFLOW = Path("/opt/carbon254-sandbox/mlflow/bin/mlflow")
+PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "mlflow_modules.yml"
+SERVICE_HOST = "mlflow.mlflow.svc.cluster.local:5000"  # the name a port-forwarded client must send as Host
+PASSWORD = "pw-Not-Checked-By-This-Server-7781"  # basic-auth is off: MLflow ignores it, but it must never be logged
+# Always exposed by MLflow 3.17.2 with --expose-prometheus, even before the first API request (seen on /metrics).
+ALWAYS_EXPOSED = ["mlflow_exporter_info", "mlflow_otlp_request_duration_seconds"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def admin(facts: dict, dbname: str = "postgres"):
+    pg = facts["postgres"]
+    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
+                            dbname=dbname, connect_timeout=5)  # fmt: skip
+    conn.autocommit = True
+    return conn
+
+
+def http(url: str, method: str = "GET", body: object = None, host: str | None = None) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback test server
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture(scope="module")
+def mlflow(sandbox_facts, tmp_path_factory):
+    """A real MLflow 3.17.2 server on its own database, bucket and port; removed again afterwards."""
+    if not MLFLOW.exists():
+        pytest.skip(f"{MLFLOW} missing (make sandbox-mlflow)")
+    suffix = uuid.uuid4().hex[:8]
+    names = {"db": f"mlflow_mod_{suffix}", "user": f"mlflow_mod_{suffix}", "password": f"pw-{suffix}-Secret",
+             "bucket": f"mlflow-mod-{suffix}", "prefix": "team/artifacts"}  # fmt: skip
+    workdir = tmp_path_factory.mktemp("mlflow-server")
+    conn = admin(sandbox_facts)
+    with conn.cursor() as cur:
+        cur.execute(f"create role {names['user']} login password %s", (names["password"],))
+        cur.execute(f"create database {names['db']} owner {names['user']}")
+    s3 = sandbox_facts["s3"]
+    client = boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
+                          aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
+    client.create_bucket(Bucket=names["bucket"])
+    pg = sandbox_facts["postgres"]
+    db_uri = f"postgresql+psycopg2://{names['user']}:{names['password']}@{pg['host']}:{pg['port']}/{names['db']}"
+    env = {**os.environ, "HOME": str(workdir), "MLFLOW_S3_ENDPOINT_URL": s3["endpoint_url"],
+           "AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+           "AWS_DEFAULT_REGION": s3["region"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "TMPDIR": str(workdir)}  # fmt: skip
+    proc = None
+    log = workdir / "server.log"
+    try:
+        subprocess.run([str(MLFLOW), "db", "upgrade", db_uri], env=env, cwd=workdir, check=True, capture_output=True,
+                       timeout=300)  # fmt: skip
+        port = free_port()
+        (workdir / "prom").mkdir()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", db_uri,
+                 "--serve-artifacts", "--artifacts-destination", f"s3://{names['bucket']}/{names['prefix']}",
+                 "--expose-prometheus", str(workdir / "prom"), "--allowed-hosts", f"{SERVICE_HOST},127.0.0.1:{port}",
+                 "--workers", "1"],
+                env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if http(url + "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "MLflow did not answer /health:\n" + log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield {**names, "url": url, "port": port, "s3": client, "facts": sandbox_facts, "log": log}
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=names["bucket"]):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=names["bucket"], Key=obj["Key"])
+        client.delete_bucket(Bucket=names["bucket"])
+        with conn.cursor() as cur:
+            cur.execute(f"drop database if exists {names['db']} with (force)")
+            cur.execute(f"drop role if exists {names['user']}")
+        conn.close()
+
+
+def s3_vars(mlflow) -> dict:
+    s3 = mlflow["facts"]["s3"]
+    return {"s3_endpoint_url": s3["endpoint_url"], "s3_bucket": mlflow["bucket"], "s3_prefix": mlflow["prefix"],
+            "s3_access_key": s3["access_key"], "s3_secret_key": s3["secret_key"]}  # fmt: skip
+
+
+def play(mlflow, check: bool = False, verbosity: int = 0, **variables) -> PlayResult:
+    """Run playbooks/mlflow_modules.yml with the json callback (or the default one with -v...)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"mlflow_url": mlflow["url"], **variables}, handle)
+        vars_file = handle.name
+    argv = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(PLAYBOOK), "-e", f"@{vars_file}"]
+    argv += ["--check"] if check else []
+    argv += ["-" + "v" * verbosity] if verbosity else []
+    callback = "default" if verbosity else "ansible.posix.json"
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK=callback), capture_output=True,
+                              text=True, timeout=600, check=False)  # fmt: skip
+    finally:
+        os.unlink(vars_file)
+    report = json.loads(proc.stdout[proc.stdout.index("{") :]) if callback != "default" else None
+    return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
+
+
+def task(result: PlayResult, name: str) -> dict:
+    for p in result.report["plays"]:
+        for t in p["tasks"]:
+            if t["task"]["name"] == name:
+                return t["hosts"]["localhost"]
+    raise AssertionError(f"no task {name!r} in the report")
+
+
+HEALTH = "Check health, version and metrics"
+ROUNDTRIP = "Round trip through the tracking API and the artifact store"
+
+
+def experiments(mlflow) -> list[tuple[str, str]]:
+    with admin(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
+        cur.execute("select name, lifecycle_stage from experiments order by experiment_id")
+        return cur.fetchall()
+
+
+def objects(mlflow) -> list[str]:
+    listing = mlflow["s3"].list_objects_v2(Bucket=mlflow["bucket"])
+    return [obj["Key"] for obj in listing.get("Contents", [])]
+
+
+def test_health_and_roundtrip_through_a_port_forward_host(mlflow):
+    """Both modules pass, send the allowed Host, leave nothing behind, and report changed=0 twice over."""
+    before = experiments(mlflow)
+    result = play(mlflow, host_header=SERVICE_HOST, expected_version="3.17.2", expected_metrics=ALWAYS_EXPOSED,
+                  **s3_vars(mlflow))  # fmt: skip
+    assert result.rc == 0, result.output[-5000:]
+    assert result.changed == 0
+    health = task(result, HEALTH)
+    assert health["version"] == "3.17.2"
+    assert set(ALWAYS_EXPOSED) <= set(health["metrics_found"])
+    assert {name: e["status_code"] for name, e in health["endpoints"].items()} == {
+        "health": 200,
+        "version": 200,
+        "metrics": 200,
+    }
+
+    trip = task(result, ROUNDTRIP)
+    exp, run = trip["experiment_id"], trip["run_id"]
+    assert trip["artifact_uri"] == f"mlflow-artifacts:/{exp}/{run}/artifacts"  # the layout the module relies on
+    key = f"{mlflow['prefix']}/{exp}/{run}/artifacts/{trip['artifact_path'].rsplit('/', 1)[1]}"
+    assert trip["s3_object"] == {"bucket": mlflow["bucket"], "key": key, "size": 2048, "etag": trip["s3_object"]["etag"],
+                                 "deleted": True}  # fmt: skip
+    assert trip["cleaned_up"] is True and trip["changed"] is False
+    assert {"create_experiment", "upload_artifact", "s3_head_object", "delete_experiment", "total"} <= set(
+        trip["timings"]
+    )
+
+    # Independently: the experiment and run are deleted (soft, as MLflow does), the object is gone.
+    after = experiments(mlflow)
+    assert after[: len(before)] == before
+    assert after[len(before) :] == [(trip["experiment_name"], "deleted")]
+    status, body = http(f"{mlflow['url']}/api/2.0/mlflow/runs/get?run_id={run}")
+    assert status == 200 and json.loads(body)["run"]["info"]["lifecycle_stage"] == "deleted"
+    assert objects(mlflow) == []
+
+    again = play(mlflow, host_header=SERVICE_HOST, **s3_vars(mlflow))
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+    assert task(again, ROUNDTRIP)["experiment_name"] != trip["experiment_name"]
+
+
+def test_roundtrip_without_cleanup_leaves_the_real_object(mlflow):
+    """With cleanup=false the artifact the module verified is really in the bucket, byte for byte."""
+    result = play(mlflow, run_health=False, roundtrip_cleanup=False, **s3_vars(mlflow))
+    assert result.rc == 0, result.output[-5000:]
+    trip = task(result, ROUNDTRIP)
+    assert trip["changed"] is True and result.changed == 1
+    obj = mlflow["s3"].get_object(Bucket=mlflow["bucket"], Key=trip["s3_object"]["key"])
+    data = obj["Body"].read()
+    assert len(data) == 2048 and hashlib.sha256(data).hexdigest() == trip["artifact_sha256"]
+    with admin(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
+        cur.execute("select key, value from params where run_uuid = %s", (trip["run_id"],))
+        params = dict(cur.fetchall())
+        cur.execute("select key from metrics where run_uuid = %s", (trip["run_id"],))
+        metric_keys = [row[0] for row in cur.fetchall()]
+    assert params["roundtrip_param"].startswith("v-") and metric_keys == ["roundtrip_metric"]
+    # Clean up by hand, through the same API paths the module's cleanup uses.
+    api = mlflow["url"]
+    assert http(f"{api}/api/2.0/mlflow-artifacts/artifacts/{trip['artifact_path']}", "DELETE")[0] == 200
+    assert http(f"{api}/api/2.0/mlflow/runs/delete", "POST", {"run_id": trip["run_id"]})[0] == 200
+    assert http(f"{api}/api/2.0/mlflow/experiments/delete", "POST", {"experiment_id": trip["experiment_id"]})[0] == 200
+    assert objects(mlflow) == []
+
+
+def test_check_mode_creates_nothing(mlflow):
+    before, objs = experiments(mlflow), objects(mlflow)
+    result = play(mlflow, check=True, **s3_vars(mlflow))
+    assert result.rc == 0, result.output[-5000:]
+    assert result.changed == 0
+    trip = task(result, ROUNDTRIP)
+    assert trip["experiment_id"] is None and trip["run_id"] is None
+    assert trip["planned_steps"][0].startswith("create experiment carbon254-it-")
+    assert set(trip["timings"]) == {"health", "search_experiments", "s3_head_bucket", "total"}
+    assert experiments(mlflow) == before
+    assert objects(mlflow) == objs
+
+
+def test_expected_version_mismatch_fails(mlflow):
+    result = play(mlflow, run_roundtrip=False, expected_version="3.16.0", health_retries=0)
+    assert result.rc != 0
+    (message,) = result.failure_messages()
+    assert "GET /version" in message and "version mismatch" in message
+    assert "'3.17.2'" in message and "'3.16.0'" in message
+    assert task(result, HEALTH)["failure_kind"] == "version_mismatch"
+
+
+def test_host_header_not_allowed_is_a_classified_403(mlflow):
+    """The real server's --allowed-hosts check: /health and /version pass for any Host, /metrics and the API don't."""
+    status, body = http(mlflow["url"] + "/metrics", host="evil.example:5000")
+    assert (status, body) == (403, b"Invalid Host header - possible DNS rebinding attack detected")
+
+    result = play(mlflow, host_header="evil.example:5000", health_retries=5)
+    assert result.rc != 0
+    health = task(result, HEALTH)
+    assert health["failure_kind"] == "host_check" and health["failed_endpoint"] == "/metrics"
+    assert health["attempts"] == 1  # a configuration error is not retried
+    assert health["endpoints"]["health"]["ok"] and health["endpoints"]["metrics"]["status_code"] == 403
+    (message,) = result.failure_messages()
+    assert "Invalid Host header" in message and "'evil.example:5000'" in message and "--allowed-hosts" in message
+
+
+def test_roundtrip_rejected_by_the_host_check_creates_nothing(mlflow):
+    before = experiments(mlflow)
+    result = play(mlflow, run_health=False, host_header="evil.example:5000")
+    assert result.rc != 0
+    trip = task(result, ROUNDTRIP)
+    assert trip["failure_kind"] == "host_check" and trip["failed_step"] == "create_experiment"
+    assert "Nothing was created" in trip["msg"]
+    assert experiments(mlflow) == before
+
+
+def test_wrong_s3_prefix_fails_and_cleans_up(mlflow):
+    before = experiments(mlflow)
+    result = play(mlflow, run_health=False, **{**s3_vars(mlflow), "s3_prefix": "not/the/prefix"})
+    assert result.rc != 0
+    trip = task(result, ROUNDTRIP)
+    assert trip["failure_kind"] == "not_found" and trip["failed_step"] == "s3_head_object"
+    assert "Cleanup worked: deleted artifact, run, experiment" in trip["msg"]
+    assert experiments(mlflow)[len(before) :] == [(trip["experiment_name"], "deleted")]
+    assert objects(mlflow) == []
+
+
+def test_http_request_metrics_appear_after_api_traffic(mlflow):
+    """The metric families that count requests exist once the API has been used (as a roundtrip does)."""
+    assert http(mlflow["url"] + "/api/2.0/mlflow/experiments/search", "POST", {"max_results": 1})[0] == 200
+    result = play(mlflow, run_roundtrip=False,
+                  expected_metrics=["mlflow_http_request_total", "mlflow_http_request_duration_seconds"])  # fmt: skip
+    assert result.rc == 0, result.output[-3000:]
+
+
+def test_vvv_output_hides_the_secrets(mlflow):
+    secret = mlflow["facts"]["s3"]["secret_key"]
+    result = play(mlflow, verbosity=3, mlflow_username="admin", mlflow_password=PASSWORD, **s3_vars(mlflow))
+    assert result.rc == 0, result.output[-5000:]
+    assert "carbon254.mlflow.mlflow_roundtrip" in result.output or "mlflow_roundtrip" in result.output
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in result.output  # the invocation args were printed, masked
+    assert PASSWORD not in result.output
+    assert secret not in result.output

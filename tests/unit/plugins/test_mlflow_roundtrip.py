@@ -1,0 +1,198 @@
+"""carbon254.mlflow.mlflow_roundtrip against a fake MLflow (and fake S3) that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ansible_collections.carbon254.mlflow.plugins.modules import mlflow_roundtrip
+
+API = "/api/2.0/mlflow/"
+ART = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
+def s3_args(server, **extra):
+    return {"s3_endpoint_url": server.url, "s3_bucket": "bucket", "s3_access_key": "AKIDTEST",
+            "s3_secret_key": "very-secret-key-123", **extra}  # fmt: skip
+
+
+def deletes(server) -> list[str]:
+    """The cleanup requests the server received, in order."""
+    seen = []
+    for r in server.app.requests:
+        if r.method == "DELETE":
+            seen.append("artifact")
+        elif r.route == API + "runs/delete":
+            seen.append("run")
+        elif r.route == API + "experiments/delete":
+            seen.append("experiment")
+    return seen
+
+
+def test_round_trip_ok_and_cleaned_up(server, run_module):
+    result = run_module(mlflow_roundtrip, {"url": server.url, "experiment_prefix": "unit-", "artifact_size": 1000})
+    assert not result.get("failed"), result
+    assert result["changed"] is False and result["cleaned_up"] is True
+    assert result["cleanup"] == {"artifact": "deleted", "run": "deleted", "experiment": "deleted"}
+    assert result["experiment_name"].startswith("unit-")
+    exp, run = result["experiment_id"], result["run_id"]
+    assert server.app.experiments[exp]["name"] == result["experiment_name"]
+    assert server.app.experiments[exp]["lifecycle_stage"] == "deleted"
+    assert server.app.runs[run]["lifecycle_stage"] == "deleted"
+    assert result["artifact_path"].startswith(f"{exp}/{run}/artifacts/roundtrip-")
+    assert server.app.artifacts == {}  # deleted again
+    put = next(r for r in server.app.requests if r.method == "PUT")
+    assert put.route == ART + result["artifact_path"]
+    assert len(put.body) == 1000 and hashlib.sha256(put.body).hexdigest() == result["artifact_sha256"]
+    assert put.headers["Content-Type"] == "application/octet-stream"
+    batch = next(r for r in server.app.requests if r.route == API + "runs/log-batch").json()
+    assert batch["run_id"] == run and batch["params"][0]["key"] == "roundtrip_param"
+    assert deletes(server) == ["artifact", "run", "experiment"]
+    assert {"create_experiment", "create_run", "log_batch", "upload_artifact", "download_artifact", "get_run",
+            "delete_artifact", "delete_run", "delete_experiment", "total"} == set(result["timings"])  # fmt: skip
+    assert "s3_object" not in result
+    assert "Cleanup worked" in result["msg"]
+
+
+def test_two_runs_use_different_experiments(server, run_module):
+    first = run_module(mlflow_roundtrip, {"url": server.url})
+    second = run_module(mlflow_roundtrip, {"url": server.url})
+    assert first["experiment_name"] != second["experiment_name"]
+    assert first["changed"] is False and second["changed"] is False
+
+
+def test_checksum_mismatch_fails_and_still_cleans_up(server, run_module):
+    server.app.corrupt_download = True
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"]
+    assert result["failure_kind"] == "checksum_mismatch" and result["failed_step"] == "download_artifact"
+    assert "artifact checksum mismatch" in result["msg"] and result["artifact_sha256"] in result["msg"]
+    assert "Cleanup worked: deleted artifact, run, experiment" in result["msg"]
+    assert deletes(server) == ["artifact", "run", "experiment"]
+    delete = next(r for r in server.app.requests if r.method == "DELETE")
+    assert delete.route == ART + result["artifact_path"]
+    assert result["cleaned_up"] is True
+    assert "get_run" not in [r.route for r in server.app.requests]
+
+
+def test_wrong_metric_read_back(server, run_module):
+    server.app.wrong_metric = True
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "value_mismatch" and result["failed_step"] == "get_run"
+    assert "metric roundtrip_metric is" in result["msg"]
+    assert deletes(server) == ["artifact", "run", "experiment"]
+
+
+def test_failed_cleanup_is_reported(server, run_module):
+    server.app.corrupt_download = True
+    server.app.fail[API + "experiments/delete"] = (500, b'{"error_code": "INTERNAL_ERROR", "message": "db down"}')
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "checksum_mismatch"
+    assert "Cleanup FAILED for experiment" in result["msg"] and "db down" in result["msg"]
+    assert f"experiment_id={result['experiment_id']}" in result["msg"]
+    assert result["cleaned_up"] is False
+    assert result["cleanup"]["run"] == "deleted"
+
+
+def test_cleanup_failure_alone_fails_the_module(server, run_module):
+    server.app.fail[API + "runs/delete"] = (500, b"{}")
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "cleanup"
+    assert "passed, but Cleanup FAILED for run" in result["msg"]
+    assert deletes(server) == ["artifact", "run", "experiment"]  # the experiment is still attempted
+
+
+def test_cleanup_false_keeps_everything_and_reports_a_change(server, run_module):
+    result = run_module(mlflow_roundtrip, {"url": server.url, "cleanup": False})
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["cleaned_up"] is False
+    assert result["cleanup"] == {"experiment": "kept", "run": "kept", "artifact": "kept"}
+    assert deletes(server) == []
+    assert server.app.experiments[result["experiment_id"]]["lifecycle_stage"] == "active"
+
+
+def test_check_mode_only_reads(server, run_module):
+    result = run_module(mlflow_roundtrip, {"url": server.url, **s3_args(server)}, check_mode=True)
+    assert not result.get("failed"), result
+    assert result["changed"] is False
+    assert [(r.method, r.route) for r in server.app.requests] == [
+        ("GET", "/health"), ("POST", API + "experiments/search"), ("HEAD", "/bucket/")]  # fmt: skip
+    assert server.app.experiments == {} and server.app.runs == {}
+    assert result["experiment_id"] is None and result["run_id"] is None
+    assert any(step.startswith("create experiment carbon254-roundtrip-") for step in result["planned_steps"])
+    assert "HEAD the object" in " ".join(result["planned_steps"])
+
+
+def test_check_mode_reports_a_host_check_failure(server, run_module):
+    server.app.allowed_hosts = {"mlflow:5000"}
+    result = run_module(mlflow_roundtrip, {"url": server.url}, check_mode=True)
+    assert result["failed"] and result["failure_kind"] == "host_check" and result["failed_step"] == "search_experiments"
+    assert server.app.experiments == {}
+
+
+def test_host_check_on_create_needs_no_cleanup(server, run_module):
+    server.app.allowed_hosts = {"mlflow:5000"}
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "host_check" and result["failed_step"] == "create_experiment"
+    assert "Nothing was created, nothing to clean up." in result["msg"]
+    assert deletes(server) == []
+    result = run_module(mlflow_roundtrip, {"url": server.url, "host_header": "mlflow:5000"})
+    assert not result.get("failed"), result
+
+
+def test_401(server, run_module):
+    server.app.auth = ("admin", "right-password-1")
+    result = run_module(mlflow_roundtrip, {"url": server.url, "username": "admin", "password": "nope-nope-nope"})
+    assert result["failed"] and result["failure_kind"] == "auth"
+    assert "nope-nope-nope" not in str(result)
+    result = run_module(mlflow_roundtrip, {"url": server.url, "username": "admin", "password": "right-password-1"})
+    assert not result.get("failed"), result
+
+
+def test_unproxied_artifact_uri_fails_with_advice(server, run_module):
+    server.app.artifact_uri_format = "s3://bucket/{exp}/{run}/artifacts"
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failed_step"] == "create_run"
+    assert "--serve-artifacts" in result["msg"]
+    assert deletes(server) == ["run", "experiment"]
+
+
+def test_s3_object_checked_and_gone_after_cleanup(server, run_module):
+    server.app.artifact_uri_format = "mlflow-artifacts:/{exp}/{run}/artifacts"
+    original = server.app.artifact
+
+    def artifact(method, rel, body):  # mirror the proxy: PUT stores the object in the "bucket", DELETE removes it
+        key = "prod/" + rel
+        if method == "PUT":
+            server.app.s3_objects[key] = len(body)
+        if method == "DELETE":
+            server.app.s3_objects.pop(key, None)
+        return original(method, rel, body)
+
+    server.app.artifact = artifact
+    result = run_module(
+        mlflow_roundtrip, {"url": server.url, **s3_args(server, s3_prefix="/prod/"), "artifact_size": 321}
+    )
+    assert not result.get("failed"), result
+    obj = result["s3_object"]
+    assert obj["bucket"] == "bucket" and obj["key"] == "prod/" + result["artifact_path"]
+    assert obj["size"] == 321 and obj["deleted"] is True
+    heads = [r for r in server.app.requests if r.method == "HEAD"]
+    assert [h.route for h in heads] == ["/bucket/" + obj["key"]] * 2
+    auth = heads[0].headers["Authorization"]
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/") and "/us-east-1/s3/aws4_request" in auth
+    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date" in auth
+    assert "very-secret-key-123" not in str(result) and "very-secret-key-123" not in str(heads[0].headers)
+    assert result["invocation"]["module_args"]["s3_secret_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_s3_object_missing_fails_and_cleans_up(server, run_module):
+    result = run_module(mlflow_roundtrip, {"url": server.url, **s3_args(server, s3_prefix="wrong")})
+    assert result["failed"] and result["failure_kind"] == "not_found" and result["failed_step"] == "s3_head_object"
+    assert "does s3_prefix match" in result["msg"] and "s3://bucket/wrong/" in result["msg"]
+    assert deletes(server) == ["artifact", "run", "experiment"]
+
+
+def test_s3_options_go_together(server, run_module):
+    result = run_module(mlflow_roundtrip, {"url": server.url, "s3_bucket": "bucket"})
+    assert result["failed"] and "parameters are required together" in result["msg"]
+    assert server.app.requests == []
