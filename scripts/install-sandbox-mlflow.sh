@@ -2,10 +2,10 @@
 # Install the MLflow server that the sandbox kubelet runs for the collection's MLflow image
 # (sandbox/images.json maps the image to it). Pods run as non-root users, so it lives outside the checkout
 # (which may sit in a private home) under /opt, built on Debian's python3.11, readable by every user.
-# Idempotent: reinstalls only when sandbox/mlflow-requirements.txt changes.
+# Idempotent: reinstalls only when images/mlflow/requirements.txt changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-req="$root/sandbox/mlflow-requirements.txt"
+req="$root/images/mlflow/requirements.txt"
 prefix=${SANDBOX_MLFLOW_PREFIX:-/opt/carbon254-sandbox/mlflow}
 stamp="$prefix/.installed-$(sha256sum "$req" | cut -c1-16)"
 [ -f "$stamp" ] && exit 0

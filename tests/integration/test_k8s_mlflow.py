@@ -29,7 +29,7 @@ IMAGE = "ghcr.io/carbon254/mlflow:3.17.2"
 def test_sandbox_mlflow_is_the_pinned_version():
     """The image tag, the requirements the sandbox installs and the installed program agree."""
     image = ImageTable.load(None).resolve(IMAGE)
-    pinned = [line for line in (ROOT / "sandbox" / "mlflow-requirements.txt").read_text().splitlines()
+    pinned = [line for line in (ROOT / "images" / "mlflow" / "requirements.txt").read_text().splitlines()
               if line.startswith("mlflow==")]  # fmt: skip
     assert pinned == ["mlflow==3.17.2"]
     out = subprocess.run([f"{image.path[0]}/mlflow", "--version"], capture_output=True, text=True, check=True)
