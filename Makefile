@@ -9,10 +9,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
+	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
 	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
@@ -44,6 +45,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 .cache/collections/ansible_collections/carbon254/mlflow:
 	@mkdir -p $(@D)
 	@ln -sfn $(CURDIR) $@
+
+# The main job on the local sandbox: deploy MLflow with site.yml and prove it healthy (its last play verifies).
+demo: setup .cache/collections/ansible_collections/carbon254/mlflow
+	$(BIN)/python -m sandbox up
+	$(BIN)/ansible-playbook playbooks/site.yml -i inventories/sandbox
+	@echo "MLflow runs in the sandbox: $$($(BIN)/python -m sandbox service-url mlflow mlflow)" \
+	  "(send Host: mlflow.mlflow.svc.cluster.local:5000). Remove it: ansible-playbook playbooks/teardown.yml -i inventories/sandbox"
 
 test: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py
