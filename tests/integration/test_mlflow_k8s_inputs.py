@@ -1,0 +1,82 @@
+"""Role mlflow_k8s refuses bad input before it touches the cluster, naming the variable.
+
+Run against the sandbox API server, whose request log proves that not even a read was sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.helpers import run_role
+from tests.integration.test_k8s_conformance import request_log
+
+pytestmark = pytest.mark.integration
+
+GOOD = {
+    "mlflow_k8s_namespace": "inputs-never-created",
+    "mlflow_k8s_db_host": "postgres.example.svc.cluster.local",
+    "mlflow_k8s_db_password": "a-password",
+    "mlflow_k8s_s3_endpoint_url": "https://minio.minio.svc.cluster.local:9000",
+    "mlflow_k8s_s3_access_key": "access",
+    "mlflow_k8s_s3_secret_key": "secret-key-value",
+}
+CASES = {
+    "replicas zero": ({"mlflow_k8s_replicas": 0}, "mlflow_k8s_replicas must be at least 1"),
+    "replicas not an integer": ({"mlflow_k8s_replicas": "two"}, "mlflow_k8s_replicas"),
+    "invalid hostname": (
+        {
+            "mlflow_k8s_ingress_enabled": True,
+            "mlflow_k8s_ingress_host": "MLflow_254carbon.com",
+            "mlflow_k8s_allowed_hosts": ["MLflow_254carbon.com"],
+        },
+        "mlflow_k8s_ingress_host",
+    ),
+    "memory request above limit": (
+        {"mlflow_k8s_memory_request": "3Gi", "mlflow_k8s_memory_limit": "2Gi"},
+        "mlflow_k8s_memory_request 3Gi is above mlflow_k8s_memory_limit 2Gi",
+    ),
+    "missing bucket": ({"mlflow_k8s_artifacts_bucket": ""}, "mlflow_k8s_artifacts_bucket"),
+    "missing database password": ({"mlflow_k8s_db_password": ""}, "mlflow_k8s_db_password is empty"),
+    "allowed hosts empty with an ingress": (
+        {"mlflow_k8s_ingress_enabled": True, "mlflow_k8s_allowed_hosts": []},
+        "mlflow_k8s_allowed_hosts is empty",
+    ),
+    "allowed hosts without the ingress host": (
+        {"mlflow_k8s_ingress_enabled": True, "mlflow_k8s_allowed_hosts": ["mlflow:5000"]},
+        "mlflow_k8s_allowed_hosts does not contain the ingress host",
+    ),
+    "short basic-auth password": (
+        {
+            "mlflow_k8s_auth_enabled": True,
+            "mlflow_k8s_auth_admin_password": "short",
+            "mlflow_k8s_flask_secret_key": "0123456789abcdef0123",
+        },
+        "mlflow_k8s_auth_admin_password must have at least 12 characters",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_fails_before_any_request(sandbox_facts, case):
+    overrides, expected = CASES[case]
+    start = time.time()
+    result = run_role(
+        "mlflow_k8s", {**GOOD, "mlflow_k8s_kubeconfig": sandbox_facts["kubernetes"]["kubeconfig"], **overrides}
+    )
+    assert result.failed
+    messages = " ".join(result.failure_messages())
+    assert expected in messages, messages
+    assert [e for e in request_log(sandbox_facts)["entries"] if e["time"] >= start] == []
+
+
+def test_all_errors_are_reported_at_once(sandbox_facts):
+    result = run_role(
+        "mlflow_k8s",
+        {**GOOD, "mlflow_k8s_kubeconfig": sandbox_facts["kubernetes"]["kubeconfig"], "mlflow_k8s_replicas": 0,
+         "mlflow_k8s_db_password": "", "mlflow_k8s_cpu_request": "2", "mlflow_k8s_cpu_limit": "1"},
+    )  # fmt: skip
+    messages = " ".join(result.failure_messages())
+    for variable in ("mlflow_k8s_replicas", "mlflow_k8s_db_password", "mlflow_k8s_cpu_request"):
+        assert variable in messages
