@@ -9,11 +9,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
 	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
+	@echo "make demo-down - remove the demo deployment, its database and bucket, and stop the sandbox"
 	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
@@ -50,8 +51,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 demo: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python -m sandbox up
 	$(BIN)/ansible-playbook playbooks/site.yml -i inventories/sandbox
-	@echo "MLflow runs in the sandbox: $$($(BIN)/python -m sandbox service-url mlflow mlflow)" \
-	  "(send Host: mlflow.mlflow.svc.cluster.local:5000). Remove it: ansible-playbook playbooks/teardown.yml -i inventories/sandbox"
+	@echo "MLflow URL: $$($(BIN)/python -m sandbox service-url mlflow mlflow)"
+	@echo "Remove it: make demo-down"
+
+# Undo `make demo`: remove the deployment, the database and the bucket, then stop the sandbox.
+demo-down:
+	@if [ -x $(BIN)/python ] && $(BIN)/python -m sandbox status >/dev/null 2>&1 && [ -f .sandbox/facts.json ]; then \
+	  $(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/sandbox -e mlflow_teardown_delete_data=true || true; \
+	fi
+	$(MAKE) sandbox-down
 
 test: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py

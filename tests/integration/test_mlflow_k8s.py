@@ -343,6 +343,20 @@ def test_basic_auth_users_live_in_postgres_and_are_shared_by_the_replicas(sandbo
         sandbox_facts, ns, "/api/2.0/mlflow/experiments/create", "POST", {"name": "auth-it"}, auth=admin
     )
     assert status == 200, body
+    experiment = json.loads(body)["experiment_id"]
+    status, body = call(
+        sandbox_facts, ns, "/api/2.0/mlflow/runs/create", "POST", {"experiment_id": experiment}, auth=admin
+    )
+    assert status == 200, body
+    metric = {
+        "run_id": json.loads(body)["run"]["info"]["run_id"],
+        "key": "acc",
+        "value": 0.9,
+        "timestamp": 1,
+        "step": 0,
+    }
+    assert call(sandbox_facts, ns, "/api/2.0/mlflow/runs/log-metric", "POST", metric, auth=admin)[0] == 200
+    assert call(sandbox_facts, ns, "/api/2.0/mlflow/runs/log-metric", "POST", metric)[0] == 401
     user = ("alice", "alice-" + uuid.uuid4().hex)
     status, body = call(sandbox_facts, ns, "/api/2.0/mlflow/users/create", "POST",
                         {"username": user[0], "password": user[1]}, auth=admin)  # fmt: skip
