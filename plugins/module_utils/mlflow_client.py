@@ -15,6 +15,7 @@ __metaclass__ = type
 import datetime
 import hashlib
 import hmac
+import html
 import http.client
 import json
 import re
@@ -61,6 +62,7 @@ KINDS = {
     "checksum_mismatch": "artifact checksum mismatch",
     "value_mismatch": "logged value mismatch",
     "not_found": "object not found",
+    "artifact_store": "artifact upload failed",
 }
 # Kinds worth retrying while a server starts or rolls: the others are configuration errors.
 RETRYABLE_KINDS = frozenset(
@@ -186,12 +188,17 @@ def classify_network_error(exc):
     return kind, text
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
 def mlflow_error_detail(body):
-    """The error_code and message of an MLflow JSON error body, else the start of the body."""
+    """The error_code and message of an MLflow JSON error body, else the start of the body (HTML as text)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
     try:
         data = json.loads(text)
     except ValueError:
+        if text.lstrip()[:1] == "<":  # Flask's HTML error page, e.g. for an unhandled exception (500)
+            text = html.unescape(_TAG.sub(" ", text))
         return _short(text) or "(empty body)"
     if isinstance(data, dict) and ("error_code" in data or "message" in data):
         return _short("%s: %s" % (data.get("error_code", "?"), data.get("message", "")))
@@ -280,6 +287,10 @@ class MlflowClient(object):
         except Exception as exc:  # every network failure is classified, none escapes raw
             latency = int((self.clock() - start) * 1000)
             kind, detail = classify_network_error(exc)
+            if kind == "timeout":
+                # Say how long: e.g. MLflow 3.17.2 whose database became unreachable before its first tracking
+                # request retries connecting for minutes and answers nothing meanwhile (measured).
+                detail = "no answer within %g s (request timeout)" % (timeout or self.timeout)
             raise MlflowError(kind, detail, latency_ms=latency, **where) from exc
         latency = int((self.clock() - start) * 1000)
         if status not in expected:

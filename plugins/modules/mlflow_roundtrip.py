@@ -220,7 +220,9 @@ planned_steps:
 failure_kind:
   description:
     - The class of the failure, for example V(host_check), V(auth), V(tls), V(checksum_mismatch),
-      V(value_mismatch), V(not_found), V(http_status), or V(cleanup) when only the cleanup failed.
+      V(value_mismatch), V(not_found), V(http_status), V(artifact_store) (the server answered the artifact
+      upload with a 5xx, so it could not write to its artifact store), or V(cleanup) when only the cleanup
+      failed.
   returned: failure
   type: str
   sample: checksum_mismatch
@@ -466,9 +468,26 @@ class RoundTrip(object):
         self.result["artifact_size"] = len(self.payload)
         self.created["artifact"] = True  # a failed PUT may still have stored something: always try to delete
         # The proxied artifact API answers the PUT with 200 and an empty body (measured on 3.17.2).
-        self._timed(
-            step, self.client.request, "PUT", self._artifact_url_path(self.artifact_relative), data=self.payload
-        )
+        try:
+            self._timed(
+                step, self.client.request, "PUT", self._artifact_url_path(self.artifact_relative), data=self.payload
+            )
+        except MlflowError as exc:
+            if exc.kind != "http_status" or exc.status_code is None or exc.status_code < 500:
+                raise
+            # MLflow 3.17.2 answers a failed write to its artifact store (wrong S3 credentials, unknown bucket,
+            # unreachable endpoint) with Flask's bare HTML 500 page; the cause is only in the server's log.
+            raise MlflowError(
+                "artifact_store",
+                "%s; the server could not write the artifact to its artifact store (--artifacts-destination): "
+                "check the store's endpoint, bucket and credentials the server uses, its log names the cause"
+                % exc.detail,
+                endpoint=exc.endpoint,
+                method=exc.method,
+                url=exc.url,
+                status_code=exc.status_code,
+                latency_ms=exc.latency_ms,
+            ) from None
 
     def _download_artifact(self, step):
         path = self._artifact_url_path(self.artifact_relative)

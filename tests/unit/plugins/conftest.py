@@ -68,7 +68,7 @@ class FakeMlflow:
     Knobs: statuses[route] = list of statuses to answer first (then the normal answer); slow[route] = seconds to
     wait before answering; allowed_hosts = Host values allowed past the host check (None: all); auth =
     (user, password) required everywhere but /health; version; metrics; corrupt_download; fail[route] = (status,
-    body) always; artifact_uri_format; wrong_metric; s3_objects (key -> size) for HEAD /<bucket>/<key>.
+    body) always (or fail["PUT /path/prefix*"]: that method on every route below the prefix, as HTML); artifact_uri_format; wrong_metric; s3_objects (key -> size) for HEAD /<bucket>/<key>.
     """
 
     def __init__(self):
@@ -93,7 +93,7 @@ class FakeMlflow:
     def routes(self, method: str | None = None) -> list[str]:
         return [r.route for r in self.requests if method is None or r.method == method]
 
-    def handle(self, method, path, headers, body):  # noqa: PLR0911 - a dispatcher
+    def handle(self, method, path, headers, body):  # noqa: PLR0911, PLR0912 - a dispatcher
         parts = urllib.parse.urlsplit(path)
         route, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
         if route in self.slow:
@@ -105,6 +105,10 @@ class FakeMlflow:
         if route in self.fail:
             status, payload = self.fail[route]
             return status, "application/json", payload
+        for pattern, (status, payload) in self.fail.items():  # "PUT /prefix*": one method, a path prefix
+            verb, _, prefix = pattern.partition(" ")
+            if prefix.endswith("*") and verb == method and route.startswith(prefix[:-1]):
+                return status, "text/html; charset=utf-8", payload
         if route.startswith(f"/{self.s3_bucket}/") or route == f"/{self.s3_bucket}":
             key = route[len(self.s3_bucket) + 2 :]
             if key == "" or key in self.s3_objects:

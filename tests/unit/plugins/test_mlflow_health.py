@@ -116,7 +116,8 @@ def test_slow_response_times_out(server, run_module):
     server.app.slow["/health"] = 3
     result = run_module(mlflow_health, {"url": server.url, "timeout": 0.3, "retries": 0})
     assert result["failed"] and result["failure_kind"] == "timeout"
-    assert "GET /health" in result["msg"] and "timed out" in result["msg"]
+    # The module's smallest request timeout is 0.5 s (MIN_REQUEST_TIMEOUT); the message names the one it used.
+    assert "GET /health" in result["msg"] and "timed out: no answer within 0.5 s (request timeout)" in result["msg"]
 
 
 def test_slow_response_within_the_timeout_passes(server, run_module):

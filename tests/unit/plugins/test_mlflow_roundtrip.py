@@ -93,6 +93,29 @@ def test_failed_cleanup_is_reported(server, run_module):
     assert result["cleanup"]["run"] == "deleted"
 
 
+# Flask's page for an unhandled exception, what MLflow 3.17.2 sends when its S3 upload fails (measured).
+FLASK_500 = (b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error"
+             b"</h1>\n<p>The server encountered an internal error and was unable to complete your request.</p>\n")  # fmt: skip
+
+
+def test_artifact_store_failure_on_upload_is_named_and_cleaned_up(server, run_module):
+    server.app.fail["PUT " + ART + "*"] = (500, FLASK_500)
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "artifact_store"
+    assert result["failed_step"] == "upload_artifact"
+    msg = result["msg"]
+    assert f"PUT {ART}" in msg and "artifact upload failed: HTTP 500: 500 Internal Server Error" in msg
+    assert "<" not in msg.split("artifact upload failed")[1].split("Cleanup")[0]  # the HTML is reduced to text
+    assert "could not write the artifact to its artifact store (--artifacts-destination)" in msg
+    assert deletes(server) == ["artifact", "run", "experiment"]  # cleanup still ran
+
+
+def test_a_4xx_on_upload_stays_an_http_status(server, run_module):
+    server.app.fail["PUT " + ART + "*"] = (400, b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad path"}')
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failure_kind"] == "http_status" and "INVALID_PARAMETER_VALUE: bad path" in result["msg"]
+
+
 def test_cleanup_failure_alone_fails_the_module(server, run_module):
     server.app.fail[API + "runs/delete"] = (500, b"{}")
     result = run_module(mlflow_roundtrip, {"url": server.url})
