@@ -9,13 +9,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
 	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
 	@echo "make demo-down - remove the demo deployment, its database and bucket, and stop the sandbox"
-	@echo "make test      - setup, then lint, sanity, unit, build, integration and molecule stages (what CI runs)"
+	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, quickstart (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
 setup: system-packages venv checkov-venv sandbox-mlflow
@@ -47,16 +47,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@mkdir -p $(@D)
 	@ln -sfn $(CURDIR) $@
 
+# The sandbox's state (SANDBOX_STATE_DIR moves it, as for `python -m sandbox`) and the MLflow client settings
+# site.yml writes there (inventories/sandbox: mlflow_client_env_file).
+SANDBOX_DIR = $${SANDBOX_STATE_DIR:-$(CURDIR)/.sandbox}
+DEMO_CLIENT_ENV = "$(SANDBOX_DIR)/mlflow-client.env"
+
 # The main job on the local sandbox: deploy MLflow with site.yml and prove it healthy (its last play verifies).
 demo: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python -m sandbox up
 	$(BIN)/ansible-playbook playbooks/site.yml -i inventories/sandbox
 	@echo "MLflow URL: $$($(BIN)/python -m sandbox service-url mlflow mlflow)"
+	@if grep -qs '^MLFLOW_TRACKING_USERNAME=' $(DEMO_CLIENT_ENV); then echo "MLflow credentials: $(DEMO_CLIENT_ENV)"; fi
+	@echo "Use it from an MLflow client: set -a; . $(DEMO_CLIENT_ENV); set +a"
 	@echo "Remove it: make demo-down"
 
 # Undo `make demo`: remove the deployment, the database and the bucket, then stop the sandbox.
 demo-down:
-	@if [ -x $(BIN)/python ] && $(BIN)/python -m sandbox status >/dev/null 2>&1 && [ -f .sandbox/facts.json ]; then \
+	@if [ -x $(BIN)/python ] && $(BIN)/python -m sandbox status >/dev/null 2>&1 && [ -f "$(SANDBOX_DIR)/facts.json" ]; then \
 	  $(BIN)/ansible-playbook playbooks/teardown.yml -i inventories/sandbox -e mlflow_teardown_delete_data=true || true; \
 	fi
 	$(MAKE) sandbox-down
@@ -64,7 +71,7 @@ demo-down:
 test: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py
 
-lint sanity unit build integration molecule: setup .cache/collections/ansible_collections/carbon254/mlflow
+lint sanity unit build integration molecule quickstart: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py $@
 
 sandbox-up: setup
