@@ -1,20 +1,33 @@
 """Run the test stages of `make test`, time each, and fail when any fails.
 
 Every stage runs even after an earlier one failed, so one CI run shows every problem.
-The sandbox (PostgreSQL + S3) is started once for the stages that need it and always stopped at the end.
+
+The whole suite runs in two lanes at once (the machines have 2 cores and the long stages mostly wait on MLflow
+pods and ansible-playbook start-up):
+  - `integration` alone, against the shared sandbox (default state directory and ports), which is started for it
+    and always stopped at the end; its tests read and reset that sandbox's request log, so nothing else may use it;
+  - every other stage, one after the other; `molecule` brings up a sandbox of its own (MOLECULE_SANDBOX below)
+    and `quickstart` (make demo, tests/demo) one of its own too.
+Each stage's output goes to .cache/stage-logs/<stage>.log and is printed whole when the stage ends, so the two
+lanes never interleave; a line every minute says what is still running. STAGES_PARALLEL=0 runs the stages one
+after the other in this process's output. A selection (`run_stages.py integration molecule`) runs just those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PY = str(BIN / "python")
+LOGS = ROOT / ".cache" / "stage-logs"
 
 STAGES: dict[str, list[list[str]]] = {
     "lint": [
@@ -25,17 +38,94 @@ STAGES: dict[str, list[list[str]]] = {
         [str(BIN / "antsibull-changelog"), "lint"],
     ],
     "sanity": [["bash", "scripts/ansible-test-sanity.sh"]],
-    "unit": [[PY, "-m", "pytest", "-q", "tests/unit", "tests/sandbox"]],
+    "unit": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/unit", "tests/sandbox"]],
     "build": [[PY, "-m", "pytest", "-q", "tests/build"]],
-    "integration": [[PY, "-m", "pytest", "-q", "tests/integration"]],
+    "integration": [[PY, "-m", "pytest", "-q", "--durations=15", "tests/integration"]],
     "molecule": [[str(BIN / "molecule"), "test", "--all"]],
+    # The README quick start itself (make demo, an MLflow client on its URL, make demo-down), in its own sandbox.
+    "quickstart": [[PY, "-m", "pytest", "-q", "--durations=5", "tests/demo"]],
 }
-NEEDS_SANDBOX = {"integration", "molecule"}
+# The stages that use the shared sandbox (started here, stopped at the end).
+NEEDS_SANDBOX = {"integration"}
+# molecule's own sandbox: its scenarios keep it between them (SANDBOX_KEEP=1); stopped here when the stage ends.
+# Ports and pod network apart from the shared sandbox (55432/58333/58443/58340, 10.213/16), tests/sandbox (56xxx),
+# bench/ (57432...) and tests/demo (57532...).
+MOLECULE_SANDBOX = {
+    "SANDBOX_STATE_DIR": str(ROOT / ".cache" / "molecule-sandbox"),
+    "SANDBOX_PG_PORT": "57632",
+    "SANDBOX_S3_PORT": "57633",
+    "SANDBOX_K8S_PORT": "57643",
+    "SANDBOX_WEED_PORT_BASE": "57650",
+    "SANDBOX_POD_CIDR": "10.216.0.0/16",
+}
+STAGE_ENV = {"molecule": MOLECULE_SANDBOX}
+LANES = (("integration",), ("lint", "sanity", "build", "unit", "molecule", "quickstart"))
+
+PRINT = threading.Lock()
 
 
-def run(argv: list[str], env: dict[str, str]) -> int:
-    print(f"$ {' '.join(argv)}", flush=True)
-    return subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode
+def say(text: str) -> None:
+    with PRINT:
+        print(text, flush=True)
+
+
+def run(argv: list[str], env: dict[str, str], log: TextIO) -> int:
+    log.write(f"$ {' '.join(argv)}\n")
+    log.flush()
+    return subprocess.run(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+
+
+class Runner:
+    def __init__(self, streamed: bool) -> None:
+        self.streamed = streamed
+        self.env = {**os.environ, "SANDBOX_KEEP": "1", "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0"}
+        self.results: dict[str, tuple[bool, float]] = {}
+        self.running: dict[str, float] = {}
+        self.sandbox_started = False
+        self.sandbox_lock = threading.Lock()
+
+    def stage(self, name: str) -> None:
+        start = time.monotonic()
+        self.running[name] = start
+        env = {**self.env, **STAGE_ENV.get(name, {})}
+        LOGS.mkdir(parents=True, exist_ok=True)
+        path = LOGS / f"{name}.log"
+        ok = True
+        try:
+            with contextlib.nullcontext(sys.stdout) if self.streamed else open(path, "w") as log:
+                if self.streamed:
+                    say(f"\n===== stage {name} =====")
+                if name in NEEDS_SANDBOX:
+                    with self.sandbox_lock:
+                        if not self.sandbox_started:
+                            ok = run([PY, "-m", "sandbox", "up"], self.env, log) == 0
+                            self.sandbox_started = ok
+                for argv in STAGES[name] if ok else []:
+                    if run(argv, env, log) != 0:
+                        ok = False
+                if name in STAGE_ENV and "SANDBOX_STATE_DIR" in STAGE_ENV[name]:
+                    run([PY, "-m", "sandbox", "down"], env, log)
+        finally:
+            elapsed = time.monotonic() - start
+            del self.running[name]
+            self.results[name] = (ok, elapsed)
+            verdict = f"===== stage {name}: {'ok' if ok else 'FAILED'} in {elapsed:.1f}s ====="
+            if self.streamed:
+                say(verdict)
+            else:
+                output = path.read_text(errors="replace")
+                say(f"\n===== stage {name} ({path.relative_to(ROOT)}) =====\n{output}{verdict}")
+
+    def lane(self, names: list[str]) -> None:
+        for name in names:
+            self.stage(name)
+
+    def heartbeat(self, done: threading.Event) -> None:
+        while not done.wait(60):
+            now = time.monotonic()
+            running = ", ".join(f"{name} ({now - start:.0f}s)" for name, start in list(self.running.items()))
+            if running:
+                say(f"... still running: {running}")
 
 
 def main(selected: list[str]) -> int:
@@ -44,32 +134,35 @@ def main(selected: list[str]) -> int:
     if unknown:
         print(f"unknown stage(s) {unknown}; known: {list(STAGES)}", file=sys.stderr)
         return 2
-    env = {**os.environ, "SANDBOX_KEEP": "1", "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0"}
-    results: list[tuple[str, bool, float]] = []
-    sandbox_started = False
+    lanes = [[name for name in lane if name in names] for lane in LANES]
+    lanes = [lane for lane in lanes if lane]
+    parallel = os.environ.get("STAGES_PARALLEL", "1") != "0" and len(lanes) > 1
+    runner = Runner(streamed=not parallel)
+    wall = time.monotonic()
     try:
-        for name in names:
-            print(f"\n===== stage {name} =====", flush=True)
-            start = time.monotonic()
-            ok = True
-            if name in NEEDS_SANDBOX and not sandbox_started:
-                ok = run([PY, "-m", "sandbox", "up"], env) == 0
-                sandbox_started = ok
-            for argv in STAGES[name] if ok else []:
-                if run(argv, env) != 0:
-                    ok = False
-            elapsed = time.monotonic() - start
-            results.append((name, ok, elapsed))
-            print(f"===== stage {name}: {'ok' if ok else 'FAILED'} in {elapsed:.1f}s =====", flush=True)
+        if parallel:
+            say(f"lanes running at once: {' | '.join(' -> '.join(lane) for lane in lanes)}")
+            done = threading.Event()
+            threads = [threading.Thread(target=runner.lane, args=(lane,)) for lane in lanes]
+            beat = threading.Thread(target=runner.heartbeat, args=(done,), daemon=True)
+            beat.start()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            done.set()
+        else:
+            runner.lane(names)
     finally:
-        if sandbox_started:
-            run([PY, "-m", "sandbox", "down"], env)
+        if runner.sandbox_started:
+            run([PY, "-m", "sandbox", "down"], runner.env, sys.stdout)
     print("\nstage        result   seconds")
-    for name, ok, elapsed in results:
+    for name in names:
+        ok, elapsed = runner.results.get(name, (False, 0.0))
         print(f"{name:12} {'ok' if ok else 'FAILED':8} {elapsed:7.1f}")
-    failed = sum(1 for _, ok, _ in results if not ok)
-    print(f"total {sum(e for _, _, e in results):.1f}s")
-    print(f"stages: {len(results) - failed} passed, {failed} failed")
+    failed = sum(1 for name in names if not runner.results.get(name, (False, 0.0))[0])
+    print(f"wall clock {time.monotonic() - wall:.1f}s ({'two lanes at once' if parallel else 'one after the other'})")
+    print(f"stages: {len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
