@@ -1,8 +1,14 @@
-"""PostgreSQL 15 from Debian's binaries: initdb + pg_ctl as the postgres user, scram-sha-256 on 127.0.0.1."""
+"""PostgreSQL 15 from Debian's binaries: initdb + pg_ctl as the postgres user, scram-sha-256 on 127.0.0.1.
+
+TLS is on, with a certificate from a CA of the sandbox's own (trustme) for 127.0.0.1, localhost and the pod
+network's gateway (where pods reach PostgreSQL through the node's forward), so clients can use
+sslmode=verify-full with the CA in facts (`postgres.ca_file`). Plain connections stay allowed.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shlex
 import shutil
@@ -135,9 +141,50 @@ class Postgres:
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(PG_CONF)
 
+    # -- TLS ---------------------------------------------------------------------------------------
+    @property
+    def tls_dir(self) -> Path:
+        return self.base / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    def tls_names(self) -> list[str]:
+        """What the server certificate is valid for: loopback, and the gateway pods connect to."""
+        gateway = str(next(ipaddress.ip_network(self.config.pod_cidr).hosts()))
+        return [self.config.host, "localhost", gateway]
+
+    def ensure_tls(self) -> None:
+        """A CA and a server certificate for tls_names(); issued again (with a new CA) when the names change."""
+        import trustme  # noqa: PLC0415 - only the sandbox's virtualenv has it
+
+        names_file = self.tls_dir / "names"
+        names = "\n".join(self.tls_names())
+        key = self.tls_dir / "server.key"
+        if names_file.exists() and names_file.read_text() == names and key.exists() and self.ca_file.exists():
+            return
+        self.tls_dir.mkdir(mode=0o700, exist_ok=True)
+        ca = trustme.CA(organization_name="carbon254.mlflow sandbox")
+        cert = ca.issue_cert(*self.tls_names())
+        cert.cert_chain_pems[0].write_to_path(str(self.tls_dir / "server.crt"))
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(cert.private_key_pem.bytes())
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        self.ca_file.chmod(0o644)
+        names_file.write_text(names)
+        if self._as_root():
+            for path in (self.tls_dir, *self.tls_dir.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+
     def start(self) -> None:
         self.init()
-        options = shlex.join(["-h", self.config.host, "-p", str(self.config.pg_port), "-k", str(self.run_dir)])
+        self.ensure_tls()
+        options = shlex.join([
+            "-h", self.config.host, "-p", str(self.config.pg_port), "-k", str(self.run_dir), "-c", "ssl=on",
+            "-c", f"ssl_cert_file={self.tls_dir / 'server.crt'}", "-c", f"ssl_key_file={self.tls_dir / 'server.key'}",
+        ])  # fmt: skip
         result = self._run([
             self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t",
             str(int(self.config.ready_timeout)), "-o", options,
@@ -194,6 +241,9 @@ class Postgres:
             "admin_password": self.admin_password,
             "admin_db": "postgres",
             "version": self._server_version(),
+            # The CA of the server certificate (valid for tls_names()): sslmode=verify-full works.
+            "ca_file": str(self.ca_file),
+            "tls_names": self.tls_names(),
         }
 
     def _server_version(self) -> str:

@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"pg_port": 56432, "s3_port": 56333, "k8s_port": 56443, "weed_port_base": 56340}
 
 
+# A CA bundle without the sandbox's CA: the system's public CAs.
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Live (non-zombie) processes whose command line contains `text`."""
     found = []
@@ -81,6 +85,19 @@ def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: S
     conn.close()
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(host=pg["host"], port=pg["port"], user="postgres", password="wrong", dbname="postgres")
+
+    # TLS that verify-full accepts with the sandbox's CA (for 127.0.0.1 and the pods' gateway), and only with it.
+    login = {"port": pg["port"], "user": pg["admin_user"], "password": pg["admin_password"], "dbname": "postgres"}
+    assert pg["tls_names"][:2] == ["127.0.0.1", "localhost"]
+    if "node" in facts["kubernetes"]:
+        assert facts["kubernetes"]["node"]["postgres_host"] in pg["tls_names"]
+    conn = psycopg2.connect(host="127.0.0.1", sslmode="verify-full", sslrootcert=pg["ca_file"], **login)
+    with conn.cursor() as cur:
+        cur.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        assert cur.fetchone() == (True,)
+    conn.close()
+    with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
+        psycopg2.connect(host="127.0.0.1", sslmode="verify-full", sslrootcert=SYSTEM_CAS, **login)
 
     assert s3(facts).list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
     with pytest.raises(ClientError, match="SignatureDoesNotMatch"):
