@@ -22,6 +22,7 @@ GOOD = {
     "mlflow_k8s_s3_access_key": "access",
     "mlflow_k8s_s3_secret_key": "secret-key-value",
 }
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBinputs\n-----END CERTIFICATE-----\n"
 CASES = {
     "replicas zero": ({"mlflow_k8s_replicas": 0}, "mlflow_k8s_replicas must be at least 1"),
     "replicas not an integer": ({"mlflow_k8s_replicas": "two"}, "mlflow_k8s_replicas"),
@@ -46,6 +47,18 @@ CASES = {
     "allowed hosts without the ingress host": (
         {"mlflow_k8s_ingress_enabled": True, "mlflow_k8s_allowed_hosts": ["mlflow:5000"]},
         "mlflow_k8s_allowed_hosts does not contain the ingress host",
+    ),
+    "sslmode verify-full without a CA": (
+        {"mlflow_k8s_db_sslmode": "verify-full"},
+        "mlflow_k8s_db_sslmode=verify-full needs mlflow_k8s_db_ca_bundle",
+    ),
+    "database CA with an sslmode that does not verify": (
+        {"mlflow_k8s_db_sslmode": "require", "mlflow_k8s_db_ca_bundle": PEM},
+        "mlflow_k8s_db_ca_bundle is set but mlflow_k8s_db_sslmode=require does not verify",
+    ),
+    "database CA given as a path": (
+        {"mlflow_k8s_db_ca_bundle": "/etc/pki/ca.pem"},
+        "mlflow_k8s_db_ca_bundle is not PEM",
     ),
     "short basic-auth password": (
         {

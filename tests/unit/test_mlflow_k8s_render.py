@@ -47,7 +47,8 @@ EVERYTHING = {
     "mlflow_k8s_pod_anti_affinity": "hard",
     "mlflow_k8s_extra_env": {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": 10},
     "mlflow_k8s_cors_allowed_origins": ["https://portal.254carbon.com"],
-    "mlflow_k8s_db_sslmode": "require",
+    "mlflow_k8s_db_sslmode": "verify-full",
+    "mlflow_k8s_db_ca_bundle": "-----BEGIN CERTIFICATE-----\nMIIBrenderdb\n-----END CERTIFICATE-----\n",
 }
 ALL_SECRET_VALUES = [
     *SECRETS.values(),
@@ -159,7 +160,9 @@ def test_secret_holds_the_url_encoded_backend_uri(rendered):
     )
     assert data["AWS_SECRET_ACCESS_KEY"] == SECRETS["mlflow_s3_secret_key"]
     if rendered["name"] == "everything":
-        assert data["MLFLOW_BACKEND_STORE_URI"].endswith("?sslmode=require")
+        query = "?sslmode=verify-full&sslrootcert=/etc/mlflow/db-ca/ca.crt"
+        assert data["MLFLOW_BACKEND_STORE_URI"].endswith(query)
+        assert data["MLFLOW_AUTH_DATABASE_URI"].endswith("/mlflow_auth" + query)
         # configparser interpolation: the URL-encoded '%' is doubled in the ini.
         assert "pw-Render%%2FTest%%401@" in data["basic_auth.ini"]
         assert data["MLFLOW_AUTH_ADMIN_PASSWORD"] == EVERYTHING["mlflow_k8s_auth_admin_password"]
@@ -185,6 +188,30 @@ def test_deployment_is_hardened(rendered):
         assert "requiredDuringSchedulingIgnoredDuringExecution" in pod["affinity"]["podAntiAffinity"]
     else:
         assert deployment["spec"]["replicas"] == 2
+
+
+def test_pods_trust_the_given_cas(rendered):
+    """The CA ConfigMap carries the S3 and PostgreSQL CAs; the server and every migration pod mount what they use."""
+    cas = [c for c in by_kind(rendered["files"], "ConfigMap") if c["metadata"]["name"] == "mlflow-ca"]
+    pods = [
+        obj["spec"]["template"]["spec"] for obj in rendered["files"].values() if obj["kind"] in ("Deployment", "Job")
+    ]
+    if rendered["name"] == "defaults":
+        assert cas == []
+        assert all(not [v for v in pod["volumes"] if "configMap" in v] for pod in pods)
+        return
+    (ca,) = cas
+    assert ca["data"] == {"ca.crt": EVERYTHING["mlflow_k8s_s3_ca_bundle"],
+                          "postgres-ca.crt": EVERYTHING["mlflow_k8s_db_ca_bundle"]}  # fmt: skip
+    assert len(pods) == 3  # the server, the tracking and the auth migrations
+    for pod in pods:
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["db-ca"]["configMap"] == {
+            "name": "mlflow-ca",
+            "items": [{"key": "postgres-ca.crt", "path": "ca.crt"}],
+        }
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["db-ca"] == "/etc/mlflow/db-ca"
 
 
 def test_config_checksum_follows_the_config_and_nothing_else(tmp_path):
