@@ -87,18 +87,21 @@ def test_preflight_refuses_the_seed_default_passwords_outside_the_sandbox(sandbo
 
 
 def test_preflight_refuses_tls_without_verification_unless_acknowledged(sandbox, tmp_path):
-    extra = {"mlflow_environment": "staging", "mlflow_k8s_s3_ignore_tls": True, "mlflow_s3_validate_certs": False}
+    extra = {"mlflow_environment": "staging", "mlflow_k8s_s3_ignore_tls": True, "mlflow_s3_validate_certs": False,
+             "mlflow_postgres_sslmode": "require", "postgres_init_ssl_mode": "prefer"}  # fmt: skip
     result = play(SITE, "--tags", "preflight", extra=extra, tmp_path=tmp_path)
     assert result.failed
     message = " ".join(result.failure_messages())
     assert "mlflow_k8s_s3_ignore_tls=true turns TLS verification off" in message
     assert "mlflow_s3_validate_certs=false turns TLS verification off" in message
+    assert "mlflow_postgres_sslmode=require does not verify PostgreSQL's certificate" in message
+    assert "postgres_init_ssl_mode=prefer does not verify PostgreSQL's certificate" in message
     # The sandbox's S3 endpoints are plain HTTP, which staging refuses too.
     assert "mlflow_s3_endpoint_url http://" in message
 
-    result = play(
-        SITE, "--tags", "preflight", extra={**extra, "mlflow_insecure_tls_acknowledged": True}, tmp_path=tmp_path
-    )
+    # Accepted once acknowledged (sslmode=require with no CA: the role refuses a CA it would not use).
+    acknowledged = {**extra, "mlflow_insecure_tls_acknowledged": True, "mlflow_postgres_ca_bundle_pem": ""}
+    result = play(SITE, "--tags", "preflight", extra=acknowledged, tmp_path=tmp_path)
     assert not result.failed, result.failure_messages() or result.output[-3000:]
 
 
