@@ -49,13 +49,14 @@ STAGES: dict[str, list[list[str]]] = {
 NEEDS_SANDBOX = {"integration"}
 # molecule's own sandbox: its scenarios keep it between them (SANDBOX_KEEP=1); stopped here when the stage ends.
 # Ports and pod network apart from the shared sandbox (55432/58333/58443/58340, 10.213/16), tests/sandbox (56xxx),
-# bench/ (57432...) and tests/demo (57532...).
+# bench/ (57432...) and tests/demo (27532...); below Linux's ephemeral port range (32768-60999), where the
+# outgoing connections and port-forward listeners of the sandbox running beside it take their ports.
 MOLECULE_SANDBOX = {
     "SANDBOX_STATE_DIR": str(ROOT / ".cache" / "molecule-sandbox"),
-    "SANDBOX_PG_PORT": "57632",
-    "SANDBOX_S3_PORT": "57633",
-    "SANDBOX_K8S_PORT": "57643",
-    "SANDBOX_WEED_PORT_BASE": "57650",
+    "SANDBOX_PG_PORT": "27632",
+    "SANDBOX_S3_PORT": "27633",
+    "SANDBOX_K8S_PORT": "27643",
+    "SANDBOX_WEED_PORT_BASE": "27650",
     "SANDBOX_POD_CIDR": "10.216.0.0/16",
 }
 STAGE_ENV = {"molecule": MOLECULE_SANDBOX}

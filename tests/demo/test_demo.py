@@ -29,12 +29,14 @@ from tests.integration.test_k8s_conformance import request_log
 
 pytestmark = pytest.mark.integration
 
-# Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (56xxx) and bench/ (574xx).
+# Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (56xxx), bench/ (574xx) and
+# molecule in make test (276xx); below Linux's ephemeral range (32768-60999), so no outgoing connection or
+# port-forward listener of another sandbox running at the same time can hold one of them.
 DEMO_SANDBOX = {
-    "SANDBOX_PG_PORT": "57532",
-    "SANDBOX_S3_PORT": "57533",
-    "SANDBOX_K8S_PORT": "57543",
-    "SANDBOX_WEED_PORT_BASE": "57550",
+    "SANDBOX_PG_PORT": "27532",
+    "SANDBOX_S3_PORT": "27533",
+    "SANDBOX_K8S_PORT": "27543",
+    "SANDBOX_WEED_PORT_BASE": "27550",
     "SANDBOX_POD_CIDR": "10.215.0.0/16",
 }
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
