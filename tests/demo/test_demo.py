@@ -1,5 +1,7 @@
 """The README's quick start, literally: `make demo`, an MLflow client on the URL it prints, `make demo-down`.
 
+Before `make demo`, site.yml --check --diff on the still empty sandbox; after it, again on the converged one.
+
 Runs in a sandbox of its own (state directory, ports and pod network set through the SANDBOX_* variables the
 Makefile and `python -m sandbox` honour), so it never touches the shared sandbox of the other stages nor a
 developer's own `make demo`. The stage `quickstart` of `make test` runs it; on a fresh clone in CI this is the proof
@@ -21,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import psycopg2
 import pytest
 from botocore.config import Config
 
@@ -79,6 +82,49 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def site(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ansible-playbook"), "playbooks/site.yml", "-i", "inventories/sandbox", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+
+
+def recap_changed(proc: subprocess.CompletedProcess) -> int | None:
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", proc.stdout)
+    return int(recap.group(1)) if recap else None
+
+
+def writes_since(facts: dict, start: float) -> list[str]:
+    """Writes the sandbox API server received since `start` (server-side dry runs excluded)."""
+    return [
+        f"{entry['method']} {entry['path']}"
+        for entry in request_log(facts)["entries"]
+        if entry["time"] >= start and entry["method"] in WRITES and not entry.get("dry_run")
+    ]
+
+
+def s3_client(facts: dict):  # boto3 clients have no importable type
+    s3 = facts["s3"]
+    return boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
+                        aws_secret_access_key=s3["secret_key"], region_name=s3["region"],
+                        config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+
+
+def what_exists(facts: dict) -> dict:
+    """The MLflow databases and login role in PostgreSQL (over verified TLS) and the buckets in S3."""
+    pg = facts["postgres"]
+    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
+                            dbname="postgres", sslmode="verify-full", sslrootcert=pg["ca_file"])  # fmt: skip
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'mlflow%' ORDER BY 1")
+            databases = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'mlflow%' ORDER BY 1")
+            roles = [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    buckets = [bucket["Name"] for bucket in s3_client(facts).list_buckets().get("Buckets", [])]
+    return {"databases": databases, "roles": roles, "buckets": buckets}
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """`make demo` in its own sandbox; `make demo-down` afterwards whatever happened."""
@@ -86,9 +132,16 @@ def demo(tmp_path_factory):
     env = {**os.environ, **DEMO_SANDBOX, "SANDBOX_STATE_DIR": str(state)}
     # make test keeps its shared sandbox between stages; `make demo-down` must really stop this one.
     env.pop("SANDBOX_KEEP", None)
-    proc = make("demo", env)
     try:
-        yield {"proc": proc, "env": env, "state": state}
+        # First the empty sandbox: site.yml --check --diff, and what it left behind (nothing, it must be).
+        subprocess.run([str(BIN / "python"), "-m", "sandbox", "up"], cwd=ROOT, env=env, check=True,
+                       capture_output=True, text=True)  # fmt: skip
+        facts = json.loads((state / "facts.json").read_text())
+        start = time.time()
+        check = site(env, "--check", "--diff")
+        empty = {"check": check, "writes": writes_since(facts, start), **what_exists(facts)}
+        proc = make("demo", env)
+        yield {"proc": proc, "env": env, "state": state, "empty": empty}
     finally:
         down = make("demo-down", env)
         assert down.returncode == 0, down.stderr[-2000:]
@@ -96,6 +149,15 @@ def demo(tmp_path_factory):
                                 capture_output=True, text=True, check=False)  # fmt: skip
         assert status.returncode != 0, f"the demo sandbox still runs after make demo-down:\n{status.stdout}"
         assert not (state / "mlflow-client.env").exists()
+
+
+def test_site_check_diff_on_an_empty_sandbox_reports_the_changes_and_writes_nothing(demo):
+    check, empty = demo["empty"]["check"], demo["empty"]
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert (recap_changed(check) or 0) >= 10, check.stdout[-3000:]
+    assert "--- before" in check.stdout  # the diffs of what would be created
+    assert empty["writes"] == []
+    assert empty["databases"] == [] and empty["roles"] == [] and "mlflow-artifacts" not in empty["buckets"], empty
 
 
 def test_make_demo_prints_a_url_and_credentials_that_serve_mlflow_to_its_python_client(demo):
@@ -136,9 +198,7 @@ def test_make_demo_prints_a_url_and_credentials_that_serve_mlflow_to_its_python_
 
     # ... into the artifact bucket.
     facts = json.loads((demo["state"] / "facts.json").read_text())
-    s3 = boto3.client("s3", endpoint_url=facts["s3"]["endpoint_url"], aws_access_key_id=facts["s3"]["access_key"],
-                      aws_secret_access_key=facts["s3"]["secret_key"], region_name=facts["s3"]["region"],
-                      config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+    s3 = s3_client(facts)
     prefix = f"{run['experiment_id']}/{run['run_id']}/artifacts/model/"
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket="mlflow-artifacts", Prefix=prefix).get("Contents", [])]
     assert keys == [prefix + "model.txt"], keys
@@ -150,17 +210,9 @@ def test_site_check_diff_on_the_converged_demo_reports_no_change_and_writes_noth
     assert demo["proc"].returncode == 0, "make demo failed (see the first test)"
     facts = json.loads((demo["state"] / "facts.json").read_text())
     start = time.time()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/site.yml", "-i", "inventories/sandbox",
-                           "--check", "--diff"], cwd=ROOT, env=demo["env"], capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
+    proc = site(demo["env"], "--check", "--diff")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", proc.stdout)
-    assert recap and recap.group(1) == "0", proc.stdout[-4000:]
+    assert recap_changed(proc) == 0, proc.stdout[-4000:]
     # No diff printed either: every object, the database and the bucket already are as asked.
     assert "--- before" not in proc.stdout
-    writes = [
-        f"{entry['method']} {entry['path']}"
-        for entry in request_log(facts)["entries"]
-        if entry["time"] >= start and entry["method"] in WRITES and not entry.get("dry_run")
-    ]
-    assert writes == []
+    assert writes_since(facts, start) == []
