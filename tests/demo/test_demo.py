@@ -32,7 +32,7 @@ from tests.integration.test_k8s_conformance import request_log
 
 pytestmark = pytest.mark.integration
 
-# Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (56xxx), bench/ (574xx) and
+# Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (263xx-264xx), bench/ (574xx) and
 # molecule in make test (276xx); below Linux's ephemeral range (32768-60999), so no outgoing connection or
 # port-forward listener of another sandbox running at the same time can hold one of them.
 DEMO_SANDBOX = {

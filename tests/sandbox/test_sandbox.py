@@ -24,7 +24,9 @@ from sandbox.procs import port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ports of their own, so these tests never touch the shared sandbox that other stages use.
-PORTS = {"pg_port": 56432, "s3_port": 56333, "k8s_port": 56443, "weed_port_base": 56340}
+# Below Linux's ephemeral port range (32768-60999): make test runs these tests while another sandbox's
+# port-forward listeners and outgoing connections take ports from that range.
+PORTS = {"pg_port": 26432, "s3_port": 26333, "k8s_port": 26443, "weed_port_base": 26340}
 
 
 # A CA bundle without the sandbox's CA: the system's public CAs.
