@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
-from tests.integration.test_mlflow_modules import HEALTH, ROUNDTRIP, play, s3_vars, task  # noqa: E402
-from tests.integration.test_mlflow_modules_faults import mlflow_server  # noqa: E402
+from tests.integration.test_mlflow_modules import HEALTH, ROUNDTRIP, mlflow_server, play, s3_vars, task  # noqa: E402
 
 STEPS = ["create_experiment", "create_run", "log_batch", "upload_artifact", "download_artifact", "s3_head_object",
          "get_run", "delete_artifact", "s3_head_deleted", "delete_run", "delete_experiment"]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -57,6 +58,11 @@ class SandboxConfig:
             value = getattr(self, name)
             if not 1024 <= value <= 65535 - (10 if name == "weed_port_base" else 0):
                 raise ValueError(f"{name}={value} is outside the usable port range 1024-65535")
+
+    @property
+    def pod_gateway(self) -> str:
+        """The node's address on the pod network: pods reach the host's PostgreSQL and S3 there."""
+        return str(next(ipaddress.ip_network(self.pod_cidr).hosts()))
 
     @property
     def facts_file(self) -> Path:

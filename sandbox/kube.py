@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import secrets
@@ -35,7 +34,7 @@ class KubeApi(PidFileService):
 
     @property
     def gateway(self) -> str:
-        return str(next(ipaddress.ip_network(self.config.pod_cidr).hosts()))
+        return self.config.pod_gateway
 
     @staticmethod
     def node_supported() -> bool:

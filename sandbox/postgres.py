@@ -8,7 +8,6 @@ sslmode=verify-full with the CA in facts (`postgres.ca_file`). Plain connections
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import shlex
 import shutil
@@ -152,8 +151,7 @@ class Postgres:
 
     def tls_names(self) -> list[str]:
         """What the server certificate is valid for: loopback, and the gateway pods connect to."""
-        gateway = str(next(ipaddress.ip_network(self.config.pod_cidr).hosts()))
-        return [self.config.host, "localhost", gateway]
+        return [self.config.host, "localhost", self.config.pod_gateway]
 
     def ensure_tls(self) -> None:
         """A CA and a server certificate for tls_names(); issued again (with a new CA) when the names change."""

@@ -28,7 +28,7 @@ import pytest
 from botocore.config import Config
 
 from tests.helpers import BIN, ROOT
-from tests.integration.test_k8s_conformance import request_log
+from tests.integration.test_k8s_conformance import writes_since
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,6 @@ DEMO_SANDBOX = {
     "SANDBOX_WEED_PORT_BASE": "27550",
     "SANDBOX_POD_CIDR": "10.215.0.0/16",
 }
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 # The MLflow Python client: the sandbox's MLflow installation (scripts/install-sandbox-mlflow.sh), the same
 # release a user would pip install next to the server.
 MLFLOW_PYTHON = Path(os.environ.get("SANDBOX_MLFLOW_PYTHON", "/opt/carbon254-sandbox/mlflow/bin/python"))
@@ -90,15 +89,6 @@ def site(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def recap_changed(proc: subprocess.CompletedProcess) -> int | None:
     recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", proc.stdout)
     return int(recap.group(1)) if recap else None
-
-
-def writes_since(facts: dict, start: float) -> list[str]:
-    """Writes the sandbox API server received since `start` (server-side dry runs excluded)."""
-    return [
-        f"{entry['method']} {entry['path']}"
-        for entry in request_log(facts)["entries"]
-        if entry["time"] >= start and entry["method"] in WRITES and not entry.get("dry_run")
-    ]
 
 
 def s3_client(facts: dict):  # boto3 clients have no importable type
@@ -163,7 +153,7 @@ def test_site_check_diff_on_an_empty_sandbox_reports_the_changes_and_writes_noth
 def test_make_demo_prints_a_url_and_credentials_that_serve_mlflow_to_its_python_client(demo):
     proc = demo["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", proc.stdout)
+    assert recap_changed(proc) is not None, proc.stdout[-3000:]
     url = printed(proc.stdout, "MLflow URL")
     credentials = printed(proc.stdout, "MLflow credentials")
     assert url and re.fullmatch(r"http://127\.0\.0\.1:\d+", url), proc.stdout[-2000:]

@@ -23,6 +23,22 @@ def request_log(facts: dict, method: str = "GET") -> dict:
         return json.loads(response.read())
 
 
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def writes_since(facts: dict, start: float, ns: str | None = None) -> list[str]:
+    """Writes the sandbox API server received since `start` (in namespace `ns` when given), server-side dry runs
+    excluded, as "METHOD path"."""
+    return [
+        f"{entry['method']} {entry['path']}"
+        for entry in request_log(facts)["entries"]
+        if entry["time"] >= start
+        and entry["method"] in WRITES
+        and not entry.get("dry_run")
+        and (ns is None or f"/namespaces/{ns}" in entry["path"])
+    ]
+
+
 def playbook(facts: dict, name: str, check: bool = False, **extra: str) -> subprocess.CompletedProcess:
     argv = [
         str(BIN / "ansible-playbook"),

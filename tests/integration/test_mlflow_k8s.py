@@ -21,10 +21,9 @@ import psycopg2
 import pytest
 
 from tests.helpers import PlayResult, run_role
-from tests.integration.test_k8s_conformance import delete_namespace, request_log
+from tests.integration.test_k8s_conformance import delete_namespace, writes_since
 
 pytestmark = pytest.mark.integration
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -54,14 +53,6 @@ def jobs(facts: dict, ns: str) -> dict[str, dict]:
 
 def conditions(obj: dict) -> set[str]:
     return {c["type"] for c in obj.get("status", {}).get("conditions", []) if c["status"] == "True"}
-
-
-def writes_since(facts: dict, start: float, ns: str) -> list[str]:
-    return [
-        f"{e['method']} {e['path']}"
-        for e in request_log(facts)["entries"]
-        if e["time"] >= start and e["method"] in WRITES and not e.get("dry_run") and f"/namespaces/{ns}" in e["path"]
-    ]
 
 
 def service_base(facts: dict, ns: str) -> str:

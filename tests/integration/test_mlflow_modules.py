@@ -9,6 +9,7 @@ they claim is checked independently: PostgreSQL rows, S3 objects (boto3), the RE
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -62,46 +64,61 @@ def http(url: str, method: str = "GET", body: object = None, host: str | None = 
         return exc.code, exc.read()
 
 
-@pytest.fixture(scope="module")
-def mlflow(sandbox_facts, tmp_path_factory):
-    """A real MLflow 3.17.2 server on its own database, bucket and port; removed again afterwards."""
+@contextmanager
+def mlflow_server(facts: dict, workdir: Path, *, tag: str = "mod", auth: tuple[str, str] | None = None,
+                  s3_secret: str | None = None):  # fmt: skip
+    """A real MLflow 3.17.2 on its own role, database(s), bucket and port; removed again afterwards.
+
+    `tag` goes into the names of the role, database and bucket. `auth` (admin user, password): --app-name
+    basic-auth with its user database on the sandbox PostgreSQL, the ini file given through MLFLOW_AUTH_CONFIG_PATH
+    and the admin through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD. `s3_secret`: the
+    AWS_SECRET_ACCESS_KEY the server gets (default: the right one). The server creates its schemas itself on
+    the empty databases (measured: docs/research/mlflow-3.17.2-server.md).
+    """
     if not MLFLOW.exists():
         pytest.skip(f"{MLFLOW} missing (make sandbox-mlflow)")
     suffix = uuid.uuid4().hex[:8]
-    names = {"db": f"mlflow_mod_{suffix}", "user": f"mlflow_mod_{suffix}", "password": f"pw-{suffix}-Secret",
-             "bucket": f"mlflow-mod-{suffix}", "prefix": "team/artifacts"}  # fmt: skip
-    workdir = tmp_path_factory.mktemp("mlflow-server")
-    conn = admin(sandbox_facts)
+    names = {"db": f"mlflow_{tag}_{suffix}", "user": f"mlflow_{tag}_{suffix}", "password": f"pw-{suffix}-Secret",
+             "bucket": f"mlflow-{tag}-{suffix}", "prefix": "team/artifacts"}  # fmt: skip
+    conn = admin(facts)
     with conn.cursor() as cur:
         cur.execute(f"create role {names['user']} login password %s", (names["password"],))
         cur.execute(f"create database {names['db']} owner {names['user']}")
-    s3 = sandbox_facts["s3"]
+        if auth:
+            cur.execute(f"create database {names['db']}_auth owner {names['user']}")
+    s3 = facts["s3"]
     client = boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
                           aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
     client.create_bucket(Bucket=names["bucket"])
-    pg = sandbox_facts["postgres"]
-    db_uri = f"postgresql+psycopg2://{names['user']}:{names['password']}@{pg['host']}:{pg['port']}/{names['db']}"
-    env = {**os.environ, "HOME": str(workdir), "MLFLOW_S3_ENDPOINT_URL": s3["endpoint_url"],
-           "AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+    pg = facts["postgres"]
+    base = f"postgresql+psycopg2://{names['user']}:{names['password']}@{pg['host']}:{pg['port']}/{names['db']}"
+    env = {**os.environ, "HOME": str(workdir), "TMPDIR": str(workdir), "MLFLOW_S3_ENDPOINT_URL": s3["endpoint_url"],
+           "AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3_secret or s3["secret_key"],
            "AWS_DEFAULT_REGION": s3["region"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "TMPDIR": str(workdir)}  # fmt: skip
-    proc = None
+           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    port = free_port()
+    argv = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", base,
+            "--serve-artifacts", "--artifacts-destination", f"s3://{names['bucket']}/{names['prefix']}",
+            "--expose-prometheus", str(workdir / "prom"), "--allowed-hosts", f"{SERVICE_HOST},127.0.0.1:{port}",
+            "--workers", "1"]  # fmt: skip
+    if auth:
+        ini = configparser.ConfigParser()
+        ini["mlflow"] = {"default_permission": "READ", "database_uri": base + "_auth",
+                         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}  # fmt: skip
+        with (workdir / "auth.ini").open("w") as handle:
+            ini.write(handle)
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(workdir / "auth.ini"), MLFLOW_AUTH_ADMIN_USERNAME=auth[0],
+                   MLFLOW_AUTH_ADMIN_PASSWORD=auth[1], MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex)  # fmt: skip
+        argv += ["--app-name", "basic-auth"]
+    (workdir / "prom").mkdir()
     log = workdir / "server.log"
+    proc = None
     try:
-        subprocess.run([str(MLFLOW), "db", "upgrade", db_uri], env=env, cwd=workdir, check=True, capture_output=True,
-                       timeout=300)  # fmt: skip
-        port = free_port()
-        (workdir / "prom").mkdir()
         with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", db_uri,
-                 "--serve-artifacts", "--artifacts-destination", f"s3://{names['bucket']}/{names['prefix']}",
-                 "--expose-prometheus", str(workdir / "prom"), "--allowed-hosts", f"{SERVICE_HOST},127.0.0.1:{port}",
-                 "--workers", "1"],
-                env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+            proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         while True:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
@@ -111,9 +128,9 @@ def mlflow(sandbox_facts, tmp_path_factory):
                 pass
             assert time.monotonic() < deadline, "MLflow did not answer /health:\n" + log.read_text()[-3000:]
             time.sleep(0.5)
-        yield {**names, "url": url, "port": port, "s3": client, "facts": sandbox_facts, "log": log}
+        yield {**names, "url": url, "port": port, "s3": client, "facts": facts, "log": log, "proc": proc}
     finally:
-        if proc is not None:
+        if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=20)
@@ -126,8 +143,16 @@ def mlflow(sandbox_facts, tmp_path_factory):
         client.delete_bucket(Bucket=names["bucket"])
         with conn.cursor() as cur:
             cur.execute(f"drop database if exists {names['db']} with (force)")
+            cur.execute(f"drop database if exists {names['db']}_auth with (force)")
             cur.execute(f"drop role if exists {names['user']}")
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow(sandbox_facts, tmp_path_factory):
+    """A real MLflow 3.17.2 server on its own database, bucket and port; removed again afterwards."""
+    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
 
 
 def s3_vars(mlflow) -> dict:

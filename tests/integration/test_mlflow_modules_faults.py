@@ -15,28 +15,21 @@ Three servers are started once each (normal, basic-auth, wrong S3 secret) and sh
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import signal
-import subprocess
-import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.integration.test_mlflow_modules import (
     HEALTH,
-    MLFLOW,
     ROUNDTRIP,
-    SERVICE_HOST,
     admin,
     experiments,
-    free_port,
     http,
+    mlflow_server,
     objects,
     play,
     s3_vars,
@@ -48,105 +41,25 @@ ADMIN_USER = "ci-admin"
 ADMIN_PASSWORD = "Adm1n-pw-" + uuid.uuid4().hex[:12]  # basic-auth refuses passwords under 12 characters
 
 
-@contextmanager
-def mlflow_server(facts: dict, workdir: Path, *, auth: bool = False, s3_secret: str | None = None):
-    """A real MLflow 3.17.2 on its own role, database(s), bucket and port; removed again afterwards.
-
-    `auth`: --app-name basic-auth with its user database on the sandbox PostgreSQL, the ini file given through
-    MLFLOW_AUTH_CONFIG_PATH and the admin through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD. `s3_secret`: the
-    AWS_SECRET_ACCESS_KEY the server gets (default: the right one). The server creates its schemas itself on
-    the empty databases (measured: docs/research/mlflow-3.17.2-server.md).
-    """
-    if not MLFLOW.exists():
-        pytest.skip(f"{MLFLOW} missing (make sandbox-mlflow)")
-    suffix = uuid.uuid4().hex[:8]
-    names = {"db": f"mlflow_flt_{suffix}", "user": f"mlflow_flt_{suffix}", "password": f"pw-{suffix}-Secret",
-             "bucket": f"mlflow-flt-{suffix}", "prefix": "team/artifacts"}  # fmt: skip
-    conn = admin(facts)
-    with conn.cursor() as cur:
-        cur.execute(f"create role {names['user']} login password %s", (names["password"],))
-        cur.execute(f"create database {names['db']} owner {names['user']}")
-        if auth:
-            cur.execute(f"create database {names['db']}_auth owner {names['user']}")
-    s3 = facts["s3"]
-    client = boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                          aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
-    client.create_bucket(Bucket=names["bucket"])
-    pg = facts["postgres"]
-    base = f"postgresql+psycopg2://{names['user']}:{names['password']}@{pg['host']}:{pg['port']}/{names['db']}"
-    env = {**os.environ, "HOME": str(workdir), "TMPDIR": str(workdir), "MLFLOW_S3_ENDPOINT_URL": s3["endpoint_url"],
-           "AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3_secret or s3["secret_key"],
-           "AWS_DEFAULT_REGION": s3["region"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
-    port = free_port()
-    argv = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", base,
-            "--serve-artifacts", "--artifacts-destination", f"s3://{names['bucket']}/{names['prefix']}",
-            "--expose-prometheus", str(workdir / "prom"), "--allowed-hosts", f"{SERVICE_HOST},127.0.0.1:{port}",
-            "--workers", "1"]  # fmt: skip
-    if auth:
-        ini = configparser.ConfigParser()
-        ini["mlflow"] = {"default_permission": "READ", "database_uri": base + "_auth",
-                         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}  # fmt: skip
-        with (workdir / "auth.ini").open("w") as handle:
-            ini.write(handle)
-        env.update(MLFLOW_AUTH_CONFIG_PATH=str(workdir / "auth.ini"), MLFLOW_AUTH_ADMIN_USERNAME=ADMIN_USER,
-                   MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex)  # fmt: skip
-        argv += ["--app-name", "basic-auth"]
-    (workdir / "prom").mkdir()
-    log = workdir / "server.log"
-    proc = None
-    try:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if http(url + "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "MLflow did not answer /health:\n" + log.read_text()[-3000:]
-            time.sleep(0.5)
-        yield {**names, "url": url, "port": port, "s3": client, "facts": facts, "log": log, "proc": proc}
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=names["bucket"]):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=names["bucket"], Key=obj["Key"])
-        client.delete_bucket(Bucket=names["bucket"])
-        with conn.cursor() as cur:
-            cur.execute(f"drop database if exists {names['db']} with (force)")
-            cur.execute(f"drop database if exists {names['db']}_auth with (force)")
-            cur.execute(f"drop role if exists {names['user']}")
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def server(sandbox_facts, tmp_path_factory):
     """The plain server: wrong version, 403, database down and, last, server down run against it."""
-    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-plain")) as srv:
+    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-plain"), tag="flt") as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def auth_server(sandbox_facts, tmp_path_factory):
-    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-auth"), auth=True) as srv:
+    with mlflow_server(
+        sandbox_facts, tmp_path_factory.mktemp("mlflow-auth"), tag="flt", auth=(ADMIN_USER, ADMIN_PASSWORD)
+    ) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def bad_s3_server(sandbox_facts, tmp_path_factory):
     secret = "wrong-" + uuid.uuid4().hex  # the right access key id with a wrong secret: every signature fails
-    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-bads3"), s3_secret=secret) as srv:
+    with mlflow_server(sandbox_facts, tmp_path_factory.mktemp("mlflow-bads3"), tag="flt", s3_secret=secret) as srv:
         yield srv
 
 
