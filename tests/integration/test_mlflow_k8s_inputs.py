@@ -68,6 +68,14 @@ CASES = {
         },
         "mlflow_k8s_auth_admin_password must have at least 12 characters",
     ),
+    "negative credential cache lifetime": (
+        {"mlflow_k8s_auth_cache_ttl": -5},
+        "mlflow_k8s_auth_cache_ttl must be a whole number of seconds, 0 or more",
+    ),
+    "credential cache of no entries": (
+        {"mlflow_k8s_auth_cache_max_size": 0},
+        "mlflow_k8s_auth_cache_max_size must be at least 1",
+    ),
 }
 
 

@@ -55,6 +55,8 @@ ALL_SECRET_VALUES = [
     EVERYTHING["mlflow_k8s_auth_admin_password"],
     EVERYTHING["mlflow_k8s_flask_secret_key"],
 ]
+# The sandbox's MLflow (scripts/install-sandbox-mlflow.sh): the release the image ships.
+MLFLOW_PYTHON = Path("/opt/carbon254-sandbox/mlflow/bin/python")
 VALIDATE_VERSIONS = ["1.37.0", "1.36.0"]  # the two newest kubernetes-validate ships (docs/research)
 
 
@@ -166,8 +168,27 @@ def test_secret_holds_the_url_encoded_backend_uri(rendered):
         # configparser interpolation: the URL-encoded '%' is doubled in the ini.
         assert "pw-Render%%2FTest%%401@" in data["basic_auth.ini"]
         assert data["MLFLOW_AUTH_ADMIN_PASSWORD"] == EVERYTHING["mlflow_k8s_auth_admin_password"]
+        assert mlflow_reads_auth_ini(data["basic_auth.ini"], rendered["dir"].parents[1]) == {
+            "auth_cache_ttl_seconds": 60,
+            "auth_cache_max_size": 10000,
+            "default_permission": "READ",
+        }
     (config,) = [c for c in by_kind(rendered["files"], "ConfigMap") if c["metadata"]["name"] == "mlflow-config"]
     assert not set(config["data"]) & set(data)
+
+
+def mlflow_reads_auth_ini(ini: str, where: Path) -> dict:
+    """The settings MLflow's own basic-auth config reader (the deployed release) takes from the rendered ini."""
+    path = where / "basic_auth.ini"
+    path.write_text(ini)
+    code = (
+        "import json; from mlflow.server.auth.config import read_auth_config as r; c = r(); "
+        "print(json.dumps({k: getattr(c, k) for k in ('auth_cache_ttl_seconds', 'auth_cache_max_size', "
+        "'default_permission')}))"
+    )
+    proc = subprocess.run([str(MLFLOW_PYTHON), "-c", code], env={"MLFLOW_AUTH_CONFIG_PATH": str(path)},
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_deployment_is_hardened(rendered):
