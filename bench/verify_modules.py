@@ -27,8 +27,9 @@ from bench.sandbox_startup import update_doc  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from tests.integration.test_mlflow_modules import HEALTH, ROUNDTRIP, mlflow_server, play, s3_vars, task  # noqa: E402
 
-STEPS = ["create_experiment", "create_run", "log_batch", "upload_artifact", "download_artifact", "s3_head_object",
-         "get_run", "delete_artifact", "s3_head_deleted", "delete_run", "delete_experiment"]  # fmt: skip
+STEPS = ["create_experiment", "create_run", "log_batch", "server_info", "upload_artifact", "presigned_upload",
+         "download_artifact", "presigned_download", "s3_head_object", "get_run", "delete_presigned_artifact",
+         "delete_artifact", "s3_head_deleted", "delete_run", "delete_experiment"]  # fmt: skip
 
 
 def row(label: str, values: list[float], fmt: str = ".0f") -> str:
@@ -83,7 +84,8 @@ def main() -> int:
         f"{args.runs} runs of each on this machine ({time.strftime('%Y-%m-%d')}, 2 cores shared with other jobs): "
         "MLflow 3.17.2 (`--workers 1`) on the sandbox PostgreSQL and S3, on 127.0.0.1; modules run through "
         "`ansible-playbook` (tests/integration/playbooks/mlflow_modules.yml, json callback). Round trip with the "
-        "S3 checks and a 2048-byte artifact. Times in ms; spread = interquartile range.",
+        "S3 checks, a 2048-byte artifact and the presigned transfers (the server's S3 endpoint is this host's). "
+        "Times in ms; spread = interquartile range.",
         "",
         "| measure | median | min | max | spread |",
         "|---|---|---|---|---|",

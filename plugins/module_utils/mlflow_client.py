@@ -4,17 +4,15 @@
 """Shared code of the carbon254.mlflow verification modules.
 
 An HTTP client for an MLflow tracking server that classifies every failure (connection refused, DNS, TLS,
-MLflow's Host check, 401, other statuses, timeouts), a Prometheus text parser, and a small AWS Signature
-Version 4 signer for S3 HEAD requests. Standard library and ansible.module_utils.urls only.
+MLflow's Host check, 401, other statuses, timeouts), a Prometheus text parser, S3 HEAD requests through botocore
+(imported only when an S3 check is asked for), and plain requests to the presigned S3 URLs MLflow hands out.
+HTTP through ansible.module_utils.urls.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
-import hashlib
-import hmac
 import html
 import http.client
 import json
@@ -23,9 +21,20 @@ import socket
 import ssl
 import time
 from urllib.error import HTTPError, URLError
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import Request, make_context
+
+try:
+    import botocore.config
+    import botocore.exceptions
+    import botocore.session
+
+    HAS_BOTOCORE = True
+    BOTOCORE_IMPORT_ERROR = None
+except ImportError as exc:  # only the S3 options need it
+    HAS_BOTOCORE = False
+    BOTOCORE_IMPORT_ERROR = str(exc)
 
 try:
     from inspect import signature
@@ -44,7 +53,6 @@ USER_AGENT = "carbon254.mlflow"
 # The body MLflow 3.17.2 sends with its 403 when the Host header is not in --allowed-hosts
 # (measured: docs/research/mlflow-3.17.2-server.md section 3, and tests/integration/test_mlflow_modules.py).
 HOST_CHECK_MARKER = "Invalid Host header"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # Failure kinds, each with the words a failure message starts with.
 KINDS = {
@@ -63,6 +71,7 @@ KINDS = {
     "value_mismatch": "logged value mismatch",
     "not_found": "object not found",
     "artifact_store": "artifact upload failed",
+    "presigned_transfer": "presigned S3 transfer failed from this host",
 }
 # Kinds worth retrying while a server starts or rolls: the others are configuration errors.
 RETRYABLE_KINDS = frozenset(
@@ -384,90 +393,51 @@ def missing_metrics(text, expected):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# AWS Signature Version 4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html)
-
-
-def _hmac(key, msg):
-    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
-
-
-def sigv4_signing_key(secret_key, date_stamp, region, service):
-    k_date = _hmac(("AWS4" + secret_key).encode("utf-8"), date_stamp)
-    k_region = _hmac(k_date, region)
-    k_service = _hmac(k_region, service)
-    return _hmac(k_service, "aws4_request")
-
-
-def _canonical_query(query):
-    pairs = parse_qsl(query, keep_blank_values=True)
-    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
-    return "&".join("%s=%s" % pair for pair in encoded)
-
-
-def sigv4_headers(
-    method,
-    url,
-    *,
-    region,
-    service,
-    access_key,
-    secret_key,
-    headers=None,
-    payload_hash=EMPTY_SHA256,
-    amz_date=None,
-):
-    """Headers to send with a SigV4-signed request: the given ones plus Host, X-Amz-Date and Authorization.
-
-    `url` must already be percent-encoded as it will be sent (S3 signs the path as sent, without
-    normalising or double encoding it). Every given header is signed.
-    """
-    parts = urlsplit(url)
-    if amz_date is None:
-        amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    date_stamp = amz_date[:8]
-    host = parts.netloc.rsplit("@", 1)[-1]
-    signed = {"host": host, "x-amz-date": amz_date}
-    for name, value in (headers or {}).items():
-        signed[name.lower()] = " ".join(str(value).strip().split())
-    names = sorted(signed)
-    canonical_headers = "".join("%s:%s\n" % (name, signed[name]) for name in names)
-    signed_headers = ";".join(names)
-    canonical_request = "\n".join(
-        [
-            method.upper(),
-            parts.path or "/",
-            _canonical_query(parts.query),
-            canonical_headers,
-            signed_headers,
-            payload_hash,
-        ]
-    )
-    scope = "%s/%s/%s/aws4_request" % (date_stamp, region, service)
-    string_to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
-    )
-    key = sigv4_signing_key(secret_key, date_stamp, region, service)
-    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    result = dict(headers or {})
-    result["Host"] = host
-    result["X-Amz-Date"] = amz_date
-    result["Authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
-        access_key,
-        scope,
-        signed_headers,
-        signature,
-    )
-    return result
-
-
-def s3_object_url(endpoint_url, bucket, key):
-    """Path-style URL of an object (what MinIO and SeaweedFS serve), percent-encoded once."""
-    return "%s/%s/%s" % (endpoint_url.rstrip("/"), quote(bucket, safe=""), quote(key, safe="/~"))
+# S3, through botocore (the execution environment has it for amazon.aws): it signs, we classify.
 
 
 def s3_key(prefix, relative_path):
     prefix = (prefix or "").strip("/")
     return "%s/%s" % (prefix, relative_path) if prefix else relative_path
+
+
+def _s3_client(endpoint_url, *, access_key, secret_key, region, validate_certs, ca_path, timeout):
+    if not HAS_BOTOCORE:
+        raise MlflowError("connection", "the S3 checks need the botocore Python library: %s" % BOTOCORE_IMPORT_ERROR)
+    key = (endpoint_url, access_key, secret_key, region, validate_certs, ca_path, timeout)
+    if key not in _S3_CLIENTS:
+        session = botocore.session.get_session()
+        _S3_CLIENTS[key] = session.create_client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            verify=(ca_path or True) if validate_certs else False,
+            config=botocore.config.Config(
+                s3={"addressing_style": "path"},  # what MinIO and SeaweedFS serve
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": 1},  # the modules retry on their own terms
+                user_agent_extra=USER_AGENT,
+            ),
+        )
+    return _S3_CLIENTS[key]
+
+
+_S3_CLIENTS = {}
+
+
+def _classify_botocore_error(exc):
+    """(kind, detail) for a botocore exception that is not an S3 error answer."""
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return "tls", _short(exc)
+    if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
+        return "timeout", _TIMEOUT
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        cause = getattr(exc, "kwargs", {}).get("error")
+        return classify_network_error(cause if isinstance(cause, BaseException) else exc)
+    return classify_network_error(exc)
 
 
 def s3_head(
@@ -487,23 +457,77 @@ def s3_head(
 
     Other failures raise MlflowError (401/403 from S3 are reported as http_status with S3's error code).
     """
-    url = s3_object_url(endpoint_url, bucket, key) if key is not None else s3_object_url(endpoint_url, bucket, "")
-    headers = sigv4_headers(
-        "HEAD",
-        url,
-        region=region,
-        service="s3",
-        access_key=access_key,
-        secret_key=secret_key,
-        headers={"x-amz-content-sha256": EMPTY_SHA256},
-    )
-    start = clock()
     endpoint = "S3 s3://%s/%s" % (bucket, key or "")
+    url = "%s/%s/%s" % (endpoint_url.rstrip("/"), bucket, key or "")
+    start = clock()
+    try:
+        client = _s3_client(
+            endpoint_url,
+            access_key=access_key,
+            secret_key=secret_key,
+            region=region,
+            validate_certs=validate_certs,
+            ca_path=ca_path,
+            timeout=timeout,
+        )
+        answer = client.head_bucket(Bucket=bucket) if key is None else client.head_object(Bucket=bucket, Key=key)
+    except MlflowError:
+        raise
+    except Exception as exc:  # every failure is classified, none escapes raw
+        latency = int((clock() - start) * 1000)
+        if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if status == 404:
+                return dict(status=404, size=None, etag=None, latency_ms=latency)
+            raise MlflowError(
+                "http_status",
+                "HTTP %s%s from the S3 endpoint" % (status, " (%s)" % code if code and code != str(status) else ""),
+                endpoint=endpoint,
+                method="HEAD",
+                url=url,
+                status_code=status,
+                latency_ms=latency,
+            ) from None
+        kind, detail = _classify_botocore_error(exc) if HAS_BOTOCORE else classify_network_error(exc)
+        raise MlflowError(kind, detail, endpoint=endpoint, method="HEAD", url=url, latency_ms=latency) from None
+    latency = int((clock() - start) * 1000)
+    size = answer.get("ContentLength")
+    return dict(
+        status=answer.get("ResponseMetadata", {}).get("HTTPStatusCode", 200),
+        size=int(size) if key is not None and size is not None else None,
+        etag=(answer.get("ETag") or "").strip('"') or None,
+        latency_ms=latency,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Presigned URLs (MLflow's direct S3 transfers): a plain HTTP request to wherever the server signed the URL for.
+
+
+def url_origin(url):
+    """scheme://host:port of a URL, without path and query: a presigned URL's query is a credential."""
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme, parts.netloc.rsplit("@", 1)[-1])
+
+
+def presigned_request(method, url, *, headers=None, data=None, timeout=10.0, validate_certs=True, ca_path=None,
+                      clock=time.monotonic):  # fmt: skip
+    """Send one request to a presigned URL as an MLflow client does (no credentials of ours).
+
+    Returns a Response for 2xx; raises MlflowError otherwise. Neither the URL's query (its signature) nor the
+    headers appear in an error: the error names the URL's origin and path only.
+    """
+    parts = urlsplit(url)
+    shown = "%s%s" % (url_origin(url), parts.path)
+    where = dict(endpoint=shown, method=method, url=url_origin(url))
+    start = clock()
     try:
         response = open_request(
             url,
-            method="HEAD",
-            headers=headers,
+            method=method,
+            data=data,
+            headers=dict(headers or {}),
             timeout=timeout,
             validate_certs=validate_certs,
             ca_path=ca_path,
@@ -511,31 +535,30 @@ def s3_head(
             follow_redirects="none",
             use_netrc=False,
         )
-        status = response.getcode()
-        response_headers = dict((k.lower(), v) for k, v in response.headers.items())
-        response.close()
+        try:
+            body = response.read()
+            status = response.getcode()
+            response_headers = dict(response.headers.items())
+        finally:
+            response.close()
     except HTTPError as exc:
         latency = int((clock() - start) * 1000)
-        if exc.code == 404:
-            return dict(status=404, size=None, etag=None, latency_ms=latency)
-        code = exc.headers.get("x-amz-error-code") if exc.headers is not None else None
+        try:
+            text = exc.read() or b""
+        except Exception:  # a body we cannot read is reported as empty
+            text = b""
+        code = re.search(rb"<Code>([^<]+)</Code>", text)
         raise MlflowError(
             "http_status",
-            "HTTP %s%s from the S3 endpoint" % (exc.code, " (%s)" % code if code else ""),
-            endpoint=endpoint,
-            method="HEAD",
-            url=url,
+            "HTTP %s%s from the presigned URL" % (exc.code, " (%s)" % code.group(1).decode() if code else ""),
             status_code=exc.code,
             latency_ms=latency,
+            **where,
         ) from None
     except Exception as exc:  # every network failure is classified
+        latency = int((clock() - start) * 1000)
         kind, detail = classify_network_error(exc)
-        raise MlflowError(kind, detail, endpoint=endpoint, method="HEAD", url=url) from exc
-    latency = int((clock() - start) * 1000)
-    size = response_headers.get("content-length")
-    return dict(
-        status=status,
-        size=int(size) if size is not None and size.isdigit() else None,
-        etag=(response_headers.get("etag") or "").strip('"') or None,
-        latency_ms=latency,
-    )
+        if kind == "timeout":
+            detail = "no answer within %g s (request timeout)" % timeout
+        raise MlflowError(kind, detail, latency_ms=latency, **where) from exc
+    return Response(status, body, response_headers, int((clock() - start) * 1000), shown)

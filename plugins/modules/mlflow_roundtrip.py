@@ -21,9 +21,16 @@ description:
     (C(PUT /api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_id>/artifacts/<file>), the run's
     C(mlflow-artifacts:) artifact URI), downloads it again and compares SHA-256 checksums, then reads the run
     back and compares the logged parameter and metric.
-  - When the S3 options are given, also checks with a signed S3 C(HEAD Object) that the artifact really is in
-    the bucket at O(s3_prefix)/<experiment_id>/<run_id>/artifacts/<file> with the uploaded size, and after the
-    cleanup that it is gone.
+  - Reads C(/api/3.0/mlflow/server-info) as the MLflow client does. When the server advertises presigned
+    transfers there (C(multipart_downloads_enabled), C(multipart_uploads_enabled); MLflow 3.1x does whenever it
+    proxies an S3 artifact store) and O(presigned_transfers=true), it takes the path MLflow clients then take - it
+    asks for a presigned download URL of the artifact (C(GET /api/2.0/mlflow-artifacts/presigned/...)) and fetches
+    it from this host, and uploads a second artifact through a presigned multipart upload (C(mpu/create), the part
+    C(PUT) to S3, C(mpu/complete)) and reads it back. Those URLs are signed for the S3 endpoint the server uses;
+    when this host cannot reach it, the module fails naming that endpoint and what fixes it.
+  - When the S3 options are given, also checks with a signed S3 C(HEAD Object) (botocore) that the artifact really
+    is in the bucket at O(s3_prefix)/<experiment_id>/<run_id>/artifacts/<file> with the uploaded size, and after
+    the cleanup that it is gone.
   - With O(cleanup=true) (the default) it then deletes the artifact, the run and the experiment, also when a
     step failed; a failure message says whether that cleanup worked and what was left behind.
   - MLflow only marks deleted runs and experiments as deleted (C(lifecycle_stage=deleted)); C(mlflow gc)
@@ -43,8 +50,8 @@ attributes:
     support: full
     details:
       - In check mode only read-only probes run (C(GET /health), C(POST experiments/search) with
-        C(max_results=1), and an S3 C(HEAD Bucket) when the S3 options are given); nothing is created and
-        RV(planned_steps) lists what a real run would do.
+        C(max_results=1), C(GET /api/3.0/mlflow/server-info), and an S3 C(HEAD Bucket) when the S3 options are
+        given); nothing is created and RV(planned_steps) lists what a real run would do.
   diff_mode:
     support: none
   platform:
@@ -67,6 +74,28 @@ options:
       - With V(false) they are kept for inspection and the module reports a change.
     type: bool
     default: true
+  presigned_transfers:
+    description:
+      - Whether the clients this check stands for transfer artifacts directly with S3 when the server advertises
+        presigned transfers, as every MLflow client does unless C(MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD) and
+        C(MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD) are V(false) in its environment.
+      - V(true) checks those transfers from this host (see the description) and fails when they do not work.
+      - V(false) checks the proxied path only, the one clients with both variables set to V(false) take; what the
+        server advertises is still reported in RV(presigned). The collection's playbooks pass
+        C(mlflow_client_presigned_transfers) here.
+    type: bool
+    default: true
+  presigned_validate_certs:
+    description:
+      - Verify the TLS certificate of the S3 endpoint a presigned URL points at (an MLflow client verifies it unless
+        C(MLFLOW_S3_IGNORE_TLS) is set).
+    type: bool
+    default: true
+  presigned_ca_path:
+    description:
+      - PEM file with the certificate authorities to trust for an C(https) presigned URL, like a client's
+        C(REQUESTS_CA_BUNDLE). Defaults to O(s3_ca_path).
+    type: path
   s3_endpoint_url:
     description:
       - URL of the S3 (MinIO) endpoint holding the server's artifacts, for example
@@ -110,6 +139,10 @@ options:
 notes:
   - The account used needs permission to create and delete experiments when the server runs with
     C(--app-name basic-auth).
+  - The S3 check needs the C(botocore) Python library on the host running the module; the rest needs nothing
+    beyond ansible-core.
+  - The presigned URLs the server hands out are credentials for a few minutes; they never appear in the module's
+    output, only the origin (scheme, host and port) they point at.
 seealso:
   - module: carbon254.mlflow.mlflow_health
   - name: MLflow REST API
@@ -131,6 +164,11 @@ EXAMPLES = r"""
 - name: Show the slowest step
   ansible.builtin.debug:
     msg: "{{ roundtrip.timings | dict2items | sort(attribute='value') | last }}"
+
+- name: Clients are configured with MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD/UPLOAD=false, so check the proxied path
+  carbon254.mlflow.mlflow_roundtrip:
+    url: https://mlflow.254carbon.com
+    presigned_transfers: false
 
 - name: Through a port-forward, with basic auth, keeping what it makes
   carbon254.mlflow.mlflow_roundtrip:
@@ -198,9 +236,31 @@ timings:
   description: Milliseconds per step that ran, plus V(total).
   returned: always
   type: dict
-  sample: {create_experiment: 31, create_run: 25, log_batch: 18, upload_artifact: 60, download_artifact: 22,
-           s3_head_object: 5, get_run: 14, delete_artifact: 30, s3_head_deleted: 4, delete_run: 12,
+  sample: {create_experiment: 31, create_run: 25, log_batch: 18, server_info: 4, upload_artifact: 60,
+           download_artifact: 22, presigned_download: 12, presigned_upload: 45, s3_head_object: 5, get_run: 14,
+           delete_presigned_artifact: 20, delete_artifact: 30, s3_head_deleted: 4, delete_run: 12,
            delete_experiment: 11, total: 240}
+server_info:
+  description:
+    - What C(/api/3.0/mlflow/server-info) advertises about artifact transfers (empty when the server has no such
+      endpoint, as before MLflow 3.x).
+  returned: when the server was reached
+  type: dict
+  sample: {multipart_downloads_enabled: true, multipart_uploads_enabled: true}
+presigned_artifact_path:
+  description: The path of the artifact uploaded through the presigned multipart upload, below the proxied root.
+  returned: when that upload was started
+  type: str
+  sample: 7/5d1f0f8a2b6a4f5e9c0e2d7b1a3c4e5f/artifacts/roundtrip-3f9a1c2e-presigned.bin
+presigned:
+  description:
+    - The presigned transfer checks - what was advertised, whether it was checked (O(presigned_transfers)), the
+      origin of the S3 endpoint the presigned URLs point at, and the result of each direction (V(ok),
+      V(not advertised), V(not checked) or the error).
+  returned: when the server_info step ran
+  type: dict
+  sample: {downloads_advertised: true, uploads_advertised: true, checked: true, endpoint: "http://127.0.0.1:9000",
+           download: ok, upload: ok}
 cleaned_up:
   description: Whether everything created was deleted again (false with O(cleanup=false) or when a deletion failed).
   returned: always
@@ -221,8 +281,8 @@ failure_kind:
   description:
     - The class of the failure, for example V(host_check), V(auth), V(tls), V(checksum_mismatch),
       V(value_mismatch), V(not_found), V(http_status), V(artifact_store) (the server answered the artifact
-      upload with a 5xx, so it could not write to its artifact store), or V(cleanup) when only the cleanup
-      failed.
+      upload with a 5xx, so it could not write to its artifact store), V(presigned_transfer) (a presigned URL the
+      server handed out did not work from this host), or V(cleanup) when only the cleanup failed.
   returned: failure
   type: str
   sample: checksum_mismatch
@@ -233,6 +293,7 @@ failed_step:
   sample: download_artifact
 """
 
+import contextlib
 import datetime
 import hashlib
 import math
@@ -244,14 +305,26 @@ from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_client import (
+    KINDS,
     MlflowClient,
     MlflowError,
     mlflow_connection_argument_spec,
+    presigned_request,
     s3_head,
     s3_key,
+    url_origin,
 )
 
 ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts/"
+# MLflow 3.17.2's artifact transfer endpoints beside the proxied one (mlflow/server/handlers.py, and the client's
+# mlflow/store/artifact/http_artifact_repo.py and mlflow_artifacts_repo.py, which decide from /server-info).
+SERVER_INFO = "/api/3.0/mlflow/server-info"
+PRESIGNED_API = "/api/2.0/mlflow-artifacts/presigned/"
+MPU_API = "/api/2.0/mlflow-artifacts/mpu/"
+DOWNLOADS_FLAG = "multipart_downloads_enabled"
+UPLOADS_FLAG = "multipart_uploads_enabled"
+PROXY_DOWNLOAD_ENV = "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"
+PROXY_UPLOAD_ENV = "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"
 PARAM_KEY = "roundtrip_param"
 METRIC_KEY = "roundtrip_metric"
 S3_OPTIONS = ("s3_endpoint_url", "s3_bucket", "s3_access_key", "s3_secret_key")
@@ -263,6 +336,9 @@ def argument_spec():
         experiment_prefix=dict(type="str", default="carbon254-roundtrip-"),
         artifact_size=dict(type="int", default=4096),
         cleanup=dict(type="bool", default=True),
+        presigned_transfers=dict(type="bool", default=True),
+        presigned_validate_certs=dict(type="bool", default=True),
+        presigned_ca_path=dict(type="path"),
         s3_endpoint_url=dict(type="str"),
         s3_bucket=dict(type="str"),
         s3_prefix=dict(type="str", default=""),
@@ -345,6 +421,11 @@ class RoundTrip(object):
             % (self.artifact_name, self.params["artifact_size"]),
             "download it and compare SHA-256",
         ]
+        if self.params.get("presigned_transfers", True):
+            steps.append(
+                "where /api/3.0/mlflow/server-info advertises presigned transfers: download through the presigned "
+                "URL and upload a second artifact through a presigned multipart upload, from this host"
+            )
         if self.s3_enabled:
             steps.append(
                 "HEAD the object in s3://%s/%s"
@@ -362,6 +443,8 @@ class RoundTrip(object):
             self._timed("health", self.client.request, "GET", "/health")
             step = "search_experiments"
             self._timed(step, self.client.api, "POST", "experiments/search", {"max_results": 1})
+            step = "server_info"
+            self._server_info(step)
             if self.s3_enabled:
                 step = "s3_head_bucket"
                 head = self._timed(step, self._s3_head, None)
@@ -382,6 +465,7 @@ class RoundTrip(object):
         """Returns (ok, result, error, failed_step); cleanup (if enabled) has run either way."""
         self.created = dict(experiment=False, run=False, artifact=False)
         self.artifact_relative = None
+        self.extra_artifacts = []  # further artifact paths to delete (the presigned upload's)
         error = None
         step = None
         try:
@@ -389,8 +473,11 @@ class RoundTrip(object):
                 ("create_experiment", self._create_experiment),
                 ("create_run", self._create_run),
                 ("log_batch", self._log_batch),
+                ("server_info", self._server_info),
                 ("upload_artifact", self._upload_artifact),
                 ("download_artifact", self._download_artifact),
+                ("presigned_download", self._presigned_download),
+                ("presigned_upload", self._presigned_upload),
                 ("s3_head_object", self._s3_head_object),
                 ("get_run", self._get_run),
             ):
@@ -402,11 +489,13 @@ class RoundTrip(object):
                 "invalid_response", "unexpected response shape (%s: %s)" % (type(exc).__name__, exc), endpoint=step
             )
         if self.params.get("cleanup", True):
-            self._cleanup(self.created, self.artifact_relative)
+            self._cleanup(self.created, self.artifact_relative, self.extra_artifacts)
         else:
             self.result["cleaned_up"] = False
             if any(self.created.values()):
                 self.result["cleanup"] = dict((name, "kept") for name, made in self.created.items() if made)
+                if self.extra_artifacts:
+                    self.result["cleanup"]["presigned_artifact"] = "kept"
         return error is None, self._finish(), error, (step if error is not None else None)
 
     def _create_experiment(self, step):
@@ -504,6 +593,164 @@ class RoundTrip(object):
                 status_code=response.status,
             )
 
+    # -- presigned transfers (what MLflow clients do when /server-info advertises them) -----------------------
+
+    def _server_info(self, step):
+        try:
+            body = self._timed(step, self.client.request, "GET", SERVER_INFO).json()
+        except MlflowError as exc:
+            if exc.kind != "http_status" or exc.status_code != 404:
+                raise
+            body = {}  # no /server-info (MLflow 2.x): clients take the proxied path
+        except ValueError:
+            raise MlflowError("invalid_response", "not JSON", endpoint=SERVER_INFO, method="GET") from None
+        info = dict((flag, bool(body.get(flag, False))) for flag in (DOWNLOADS_FLAG, UPLOADS_FLAG) if flag in body)
+        self.result["server_info"] = info
+        self.result["presigned"] = dict(
+            downloads_advertised=info.get(DOWNLOADS_FLAG, False),
+            uploads_advertised=info.get(UPLOADS_FLAG, False),
+            checked=bool(self.params.get("presigned_transfers", True)),
+            endpoint=None,
+            download="not reached" if info.get(DOWNLOADS_FLAG) else "not advertised",
+            upload="not reached" if info.get(UPLOADS_FLAG) else "not advertised",
+        )
+
+    def _presigned_wanted(self, direction):
+        presigned = self.result.get("presigned") or {}
+        if not presigned.get("%ss_advertised" % direction):
+            return False
+        if not presigned.get("checked"):
+            presigned[direction] = "not checked (presigned_transfers=false)"
+            return False
+        return True
+
+    def _presigned_call(self, method, url, **kwargs):
+        self.result["presigned"]["endpoint"] = url_origin(url)
+        p = self.params
+        return presigned_request(
+            method,
+            url,
+            timeout=p.get("timeout") or 10.0,
+            validate_certs=p.get("presigned_validate_certs", True),
+            ca_path=p.get("presigned_ca_path") or p.get("s3_ca_path"),
+            **kwargs,
+        )
+
+    def _presigned_error(self, exc, direction, url):
+        variable = PROXY_DOWNLOAD_ENV if direction == "download" else PROXY_UPLOAD_ENV
+        flag = DOWNLOADS_FLAG if direction == "download" else UPLOADS_FLAG
+        calls = (
+            "mlflow.pyfunc.load_model() and mlflow.artifacts.download_artifacts() hang retrying"
+            if direction == "download"
+            else "uploads of artifacts from MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE (500 MiB) up fail"
+        )
+        what = "%s: %s" % (KINDS.get(exc.kind, exc.kind), exc.detail)
+        self.result["presigned"][direction] = what
+        return MlflowError(
+            "presigned_transfer",
+            "%s. The server advertises %s in %s, so MLflow clients %s artifacts directly with %s (the S3 endpoint "
+            "the server itself uses, its MLFLOW_S3_ENDPOINT_URL), not through the server; from this host that "
+            "fails, and a client here: %s. Either make %s reachable for clients (an S3 endpoint both the pods and "
+            "clients reach, set as mlflow_k8s_s3_endpoint_url), or keep clients on the proxied path with %s=false "
+            "in their environment (the collection writes it into every client configuration when "
+            "mlflow_client_presigned_transfers is false; this module's option presigned_transfers=false)"
+            % (what, flag, SERVER_INFO, direction, url_origin(url), calls, url_origin(url), variable),
+            endpoint=exc.endpoint,
+            method=exc.method,
+            url=exc.url,
+            status_code=exc.status_code,
+            latency_ms=exc.latency_ms,
+        )
+
+    def _presigned_download(self, step):
+        if not self._presigned_wanted("download"):
+            return
+        start = self.clock()
+        try:
+            answer = self.client.request("GET", PRESIGNED_API + quote(self.artifact_relative, safe="/")).json()
+            url = answer["url"]
+            headers = dict(answer.get("headers") or {})
+            size = answer.get("file_size")
+            if size is None:
+                # The client then falls back to the proxied download, which download_artifact checked.
+                self.result["presigned"]["download"] = "no file_size given: clients use the proxied download"
+                return
+            if size:
+                headers["Range"] = "bytes=0-%d" % (int(size) - 1)  # the client fetches ranges of the object
+            try:
+                response = self._presigned_call("GET", url, headers=headers)
+            except MlflowError as exc:
+                raise self._presigned_error(exc, "download", url) from None
+        finally:
+            self.timings[step] = int((self.clock() - start) * 1000)
+        got = hashlib.sha256(response.body).hexdigest()
+        if got != self.result["artifact_sha256"]:
+            raise MlflowError(
+                "checksum_mismatch",
+                "downloaded %d bytes with sha256 %s through the presigned URL, uploaded %d with sha256 %s"
+                % (len(response.body), got, len(self.payload), self.result["artifact_sha256"]),
+                endpoint=response.url,
+                method="GET",
+            )
+        self.result["presigned"]["download"] = "ok"
+
+    def _presigned_upload(self, step):
+        if not self._presigned_wanted("upload"):
+            return
+        name = "roundtrip-%s-presigned.bin" % self.token
+        root = self.artifact_relative.rsplit("/", 1)[0] if "/" in self.artifact_relative else ""
+        relative = "%s/%s" % (root, name) if root else name
+        payload = os.urandom(max(1, self.params["artifact_size"]))
+        digest = hashlib.sha256(payload).hexdigest()
+        where = quote(root, safe="/")
+        start = self.clock()
+        try:
+            # As the client's _try_multipart_upload: create (the server starts an S3 multipart upload and signs a
+            # URL per part), PUT each part to S3 from here, complete with the parts' ETags (abort on failure).
+            create = self.client.request(
+                "POST", MPU_API + "create/" + where, json_body={"path": name, "num_parts": 1}
+            ).json()
+            self.extra_artifacts.append(relative)
+            self.result["presigned_artifact_path"] = relative
+            credential = create["credentials"][0]
+            try:
+                put = self._presigned_call(
+                    "PUT", credential["url"], data=payload, headers=dict(credential.get("headers") or {})
+                )
+            except MlflowError as exc:
+                self._abort_upload(where, name, create.get("upload_id"))
+                raise self._presigned_error(exc, "upload", credential["url"]) from None
+            etag = dict((k.lower(), v) for k, v in put.headers.items()).get("etag", "")
+            self.client.request(
+                "POST",
+                MPU_API + "complete/" + where,
+                json_body={
+                    "path": name,
+                    "upload_id": create.get("upload_id"),
+                    "parts": [
+                        {"part_number": credential.get("part_number", 1), "etag": etag, "url": credential["url"]}
+                    ],
+                },
+            )
+            back = self.client.request("GET", self._artifact_url_path(relative))
+        finally:
+            self.timings[step] = int((self.clock() - start) * 1000)
+        got = hashlib.sha256(back.body).hexdigest()
+        if got != digest:
+            raise MlflowError(
+                "checksum_mismatch",
+                "uploaded %d bytes with sha256 %s through a presigned multipart upload, the server returned %d "
+                "bytes with sha256 %s" % (len(payload), digest, len(back.body), got),
+                endpoint=self._artifact_url_path(relative),
+                method="GET",
+            )
+        self.result["presigned"]["upload"] = "ok"
+
+    def _abort_upload(self, where, name, upload_id):
+        # A failed abort leaves an incomplete upload that the bucket's lifecycle rule (minio_bucket) removes.
+        with contextlib.suppress(MlflowError):
+            self.client.request("POST", MPU_API + "abort/" + where, json_body={"path": name, "upload_id": upload_id})
+
     def _s3_head_object(self, step):
         if not self.s3_enabled:
             return
@@ -540,9 +787,18 @@ class RoundTrip(object):
         if problems:
             raise MlflowError("value_mismatch", "; ".join(problems), endpoint="/api/2.0/mlflow/runs/get", method="GET")
 
-    def _cleanup(self, created, artifact_relative):
+    def _cleanup(self, created, artifact_relative, extra_artifacts=()):
         summary = {}
         ok = True
+        for relative in extra_artifacts:
+            try:
+                self._timed(
+                    "delete_presigned_artifact", self.client.request, "DELETE", self._artifact_url_path(relative)
+                )
+                summary["presigned_artifact"] = "deleted"
+            except MlflowError as exc:
+                summary["presigned_artifact"] = exc.message
+                ok = False
         if created["artifact"] and artifact_relative:
             try:
                 self._timed(
@@ -606,7 +862,7 @@ def cleanup_sentence(result, cleanup_enabled):
         return "Cleanup skipped (cleanup=false): kept %s." % ", ".join(sorted(summary))
     if result.get("cleaned_up"):
         return "Cleanup worked: deleted %s." % ", ".join(
-            name for name in ("artifact", "run", "experiment") if name in summary
+            name for name in ("presigned_artifact", "artifact", "run", "experiment") if name in summary
         )
     failed = ["%s (%s)" % (name, value) for name, value in sorted(summary.items()) if value != "deleted"]
     return "Cleanup FAILED for %s; experiment_id=%s run_id=%s may be left behind." % (

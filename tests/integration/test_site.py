@@ -111,6 +111,7 @@ def test_preflight_refuses_tls_without_verification_unless_acknowledged(sandbox,
         ("minio_bucket_state", "gone", "minio_bucket_state"),
         ("mlflow_k8s_replicas", "two", "mlflow_k8s_replicas"),
         ("postgres_init_ssl_mode", "maybe", "postgres_init_ssl_mode"),
+        ("mlflow_client_presigned_transfers", "sometimes", "mlflow_client_presigned_transfers must be true or false"),
     ],
 )
 def test_preflight_validates_the_inputs_against_the_roles_argument_specs(sandbox, tmp_path, variable, value, expected):

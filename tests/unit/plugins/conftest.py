@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import ssl
 import sys
@@ -65,7 +66,8 @@ class Recorded:
 class FakeMlflow:
     """Enough of MLflow 3.17.2's HTTP behaviour for the modules, with knobs to misbehave.
 
-    Knobs: statuses[route] = list of statuses to answer first (then the normal answer); slow[route] = seconds to
+    Knobs: server_info (what /api/3.0/mlflow/server-info advertises; None: 404), presigned_origin (where presigned
+    URLs point), presigned_file_size; statuses[route] = list of statuses to answer first (then the normal answer); slow[route] = seconds to
     wait before answering; allowed_hosts = Host values allowed past the host check (None: all); auth =
     (user, password) required everywhere but /health; version; metrics; corrupt_download; fail[route] = (status,
     body) always (or fail["PUT /path/prefix*"]: that method on every route below the prefix, as HTML); artifact_uri_format; wrong_metric; s3_objects (key -> size) for HEAD /<bucket>/<key>.
@@ -88,6 +90,13 @@ class FakeMlflow:
         self.artifacts: dict[str, bytes] = {}
         self.s3_bucket = "bucket"
         self.s3_objects: dict[str, int] = {}
+        # /api/3.0/mlflow/server-info (None: 404, as before MLflow 3); presigned URLs point at presigned_origin
+        # (set to the server's own URL by Server; a closed port makes them unreachable, as from outside a cluster).
+        self.server_info: dict | None = {"multipart_downloads_enabled": False, "multipart_uploads_enabled": False}
+        self.presigned_origin = ""
+        self.presigned_file_size = True
+        self.presigned_signature = "fake-sig"  # what the URLs carry; the "S3" side accepts only "fake-sig"
+        self.uploads: dict[str, dict] = {}
         self.lock = threading.Lock()
 
     def routes(self, method: str | None = None) -> list[str]:
@@ -109,6 +118,8 @@ class FakeMlflow:
             verb, _, prefix = pattern.partition(" ")
             if prefix.endswith("*") and verb == method and route.startswith(prefix[:-1]):
                 return status, "text/html; charset=utf-8", payload
+        if route.startswith("/presigned-s3/"):  # the "S3" side of presigned URLs: no MLflow auth, a signature
+            return self.presigned_s3(method, route[len("/presigned-s3/") :], query, headers, body)
         if route.startswith(f"/{self.s3_bucket}/") or route == f"/{self.s3_bucket}":
             key = route[len(self.s3_bucket) + 2 :]
             if key == "" or key in self.s3_objects:
@@ -126,6 +137,24 @@ class FakeMlflow:
             return 200, "text/plain; version=0.0.4", self.metrics.encode()
         if route.startswith("/api/2.0/mlflow-artifacts/artifacts/"):
             return self.artifact(method, route[len("/api/2.0/mlflow-artifacts/artifacts/") :], body)
+        if route == "/api/3.0/mlflow/server-info":
+            if self.server_info is None:
+                return 404, "text/html", b"<h1>Not Found</h1>"
+            return 200, "application/json", json.dumps(self.server_info).encode()
+        if route.startswith("/api/2.0/mlflow-artifacts/presigned/"):
+            rel = urllib.parse.unquote(route[len("/api/2.0/mlflow-artifacts/presigned/") :])
+            if rel not in self.artifacts:
+                return 404, "application/json", b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}'
+            answer = {
+                "url": f"{self.presigned_origin}/presigned-s3/get/{rel}?X-Amz-Signature={self.presigned_signature}",
+                "headers": {},
+            }
+            if self.presigned_file_size:
+                answer["file_size"] = len(self.artifacts[rel])
+            return 200, "application/json", json.dumps(answer).encode()
+        if route.startswith("/api/2.0/mlflow-artifacts/mpu/"):
+            verb, _, root = route[len("/api/2.0/mlflow-artifacts/mpu/") :].partition("/")
+            return self.mpu(verb, urllib.parse.unquote(root), json.loads(body))
         if route.startswith("/api/2.0/mlflow/"):
             data = json.loads(body) if body else {}
             return self.api(method, route[len("/api/2.0/mlflow/") :], data, query)
@@ -144,6 +173,40 @@ class FakeMlflow:
         if method == "DELETE":
             self.artifacts.pop(rel, None)
             return 200, "application/json", b"{}"
+        return 405, "text/plain", b""
+
+    def mpu(self, verb, root, data):
+        rel = f"{root}/{data['path']}" if root else data["path"]
+        if verb == "create":
+            upload_id = f"up{len(self.uploads) + 1}"
+            self.uploads[upload_id] = {"rel": rel, "parts": {}, "state": "open"}
+            url = f"{self.presigned_origin}/presigned-s3/put/{upload_id}/1?X-Amz-Signature={self.presigned_signature}"
+            credentials = [{"url": url, "part_number": 1, "headers": {}}]
+            return 200, "application/json", json.dumps({"upload_id": upload_id, "credentials": credentials}).encode()
+        upload = self.uploads[data["upload_id"]]
+        if verb == "complete":
+            etags = [part["etag"] for part in data["parts"]]
+            assert etags == [f'"etag-{data["upload_id"]}-1"'], etags  # what S3 answered the part's PUT with
+            self.artifacts[upload["rel"]] = b"".join(upload["parts"][n] for n in sorted(upload["parts"]))
+        upload["state"] = verb
+        return 200, "application/json", b"{}"
+
+    def presigned_s3(self, method, rest, query, headers, body):
+        if query.get("X-Amz-Signature") != "fake-sig":
+            return 403, "application/xml", b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+        kind, _, rest = rest.partition("/")
+        if kind == "get" and method == "GET":
+            data = self.artifacts.get(urllib.parse.unquote(rest))
+            if data is None:
+                return 404, "application/xml", b"<Error><Code>NoSuchKey</Code></Error>"
+            match = re.fullmatch(r"bytes=(\d+)-(\d+)", headers.get("Range") or "")
+            if match:
+                return 206, "application/octet-stream", data[int(match.group(1)) : int(match.group(2)) + 1]
+            return 200, "application/octet-stream", data
+        if kind == "put" and method == "PUT":
+            upload_id, _, part = rest.partition("/")
+            self.uploads[upload_id]["parts"][int(part)] = body
+            return 200, "application/xml", b"", {"ETag": f'"etag-{upload_id}-{part}"'}
         return 405, "text/plain", b""
 
     def api(self, method, endpoint, data, query):  # noqa: PLR0911 - a dispatcher
@@ -221,6 +284,7 @@ class Server:
             self.httpd.socket = tls_context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.url = f"{'https' if tls_context else 'http'}://127.0.0.1:{self.port}"
+        self.app.presigned_origin = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 

@@ -1,77 +1,61 @@
-"""module_utils/mlflow_client.py: the SigV4 signer against AWS's published vectors, failure classification,
+"""module_utils/mlflow_client.py: failure classification, S3 HEAD through botocore, presigned URL requests,
 the Prometheus text parser and the artifact path helpers."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_client import (
-    EMPTY_SHA256,
     MlflowClient,
     MlflowError,
     missing_metrics,
     parse_metric_names,
+    presigned_request,
+    s3_head,
     s3_key,
-    s3_object_url,
-    sigv4_headers,
-    sigv4_signing_key,
+    url_origin,
 )
 from ansible_collections.carbon254.mlflow.plugins.modules.mlflow_roundtrip import proxied_artifact_root
-
-# AWS SigV4 test suite ("get-vanilla", "get-vanilla-query-order-key-case"): example credentials, service "service".
-SUITE = dict(region="us-east-1", service="service", access_key="AKIDEXAMPLE",
-             secret_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", amz_date="20150830T123600Z")  # fmt: skip
-
-
-def test_sigv4_get_vanilla():
-    headers = sigv4_headers("GET", "https://example.amazonaws.com/", **SUITE)
-    assert headers["Authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
-        "SignedHeaders=host;x-amz-date, "
-        "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
-    )
-    assert headers["X-Amz-Date"] == "20150830T123600Z"
-    assert headers["Host"] == "example.amazonaws.com"
-
-
-def test_sigv4_sorts_the_query():
-    headers = sigv4_headers("GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1", **SUITE)
-    assert headers["Authorization"].endswith("b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
-
-
-def test_sigv4_s3_get_object_example():
-    """The S3 API reference's "GET Object" example (sig-v4-header-based-auth): Range and content hash signed."""
-    headers = sigv4_headers(
-        "GET", "https://examplebucket.s3.amazonaws.com/test.txt", region="us-east-1", service="s3",
-        access_key="AKIAIOSFODNN7EXAMPLE", secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        headers={"Range": "bytes=0-9", "x-amz-content-sha256": EMPTY_SHA256}, amz_date="20130524T000000Z",
-    )  # fmt: skip
-    assert headers["Authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-    assert headers["Range"] == "bytes=0-9"
-
-
-def test_sigv4_a_different_secret_changes_the_signature():
-    good = sigv4_headers("GET", "https://example.amazonaws.com/", **SUITE)["Authorization"]
-    bad = sigv4_headers("GET", "https://example.amazonaws.com/", **{**SUITE, "secret_key": "x"})["Authorization"]
-    assert good.split("Signature=")[1] != bad.split("Signature=")[1]
-    assert len(sigv4_signing_key("k", "20150830", "us-east-1", "s3")) == 32
-
-
-def test_sigv4_signs_the_port_as_sent():
-    headers = sigv4_headers("HEAD", "http://127.0.0.1:9000/b/k", **SUITE)
-    assert headers["Host"] == "127.0.0.1:9000"
 
 
 def test_s3_paths():
     assert s3_key("prod/", "1/abc/artifacts/f.bin") == "prod/1/abc/artifacts/f.bin"
     assert s3_key("", "1/abc/artifacts/f.bin") == "1/abc/artifacts/f.bin"
     assert s3_key("/a/b/", "x") == "a/b/x"
-    assert s3_object_url("http://s3:9000/", "bkt", "p/a b.txt") == "http://s3:9000/bkt/p/a%20b.txt"
+
+
+def test_url_origin_drops_path_query_and_userinfo():
+    signed = "https://u:p@minio.example:9000/bkt/a/b.bin?X-Amz-Signature=abc&X-Amz-Credential=AK"
+    assert url_origin(signed) == "https://minio.example:9000"
+
+
+def test_presigned_request_errors_never_show_the_signature(closed_port):
+    url = f"http://127.0.0.1:{closed_port}/bkt/k.bin?X-Amz-Signature=s3cr3t-signature&X-Amz-Credential=AKIDX"
+    with pytest.raises(MlflowError) as info:
+        presigned_request("GET", url, timeout=2)
+    assert info.value.kind == "connection_refused"
+    assert f"http://127.0.0.1:{closed_port}/bkt/k.bin" in info.value.message
+    assert "s3cr3t-signature" not in info.value.message and "AKIDX" not in info.value.message
+
+
+def test_s3_head_through_botocore_signs_and_classifies(server):
+    server.app.s3_objects["p/k.bin"] = 7
+    args = dict(access_key="AKIDTEST", secret_key="very-secret-key-123", timeout=5)
+    head = s3_head(server.url, "bucket", "p/k.bin", **args)
+    assert head["status"] == 200 and head["size"] == 7
+    assert s3_head(server.url, "bucket", "p/missing.bin", **args)["status"] == 404
+    request = next(r for r in server.app.requests if r.method == "HEAD")
+    assert request.route == "/bucket/p/k.bin"
+    assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+    server.app.fail["/bucket/p/denied.bin"] = (403, b"")
+    with pytest.raises(MlflowError) as info:
+        s3_head(server.url, "bucket", "p/denied.bin", **args)
+    assert info.value.kind == "http_status" and info.value.status_code == 403
+
+
+def test_s3_head_connection_refused_is_classified(closed_port):
+    with pytest.raises(MlflowError) as info:
+        s3_head(f"http://127.0.0.1:{closed_port}", "bucket", None, access_key="a", secret_key="b", timeout=2)
+    assert info.value.kind == "connection_refused"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +118,3 @@ def test_a_json_api_call_and_its_errors(server):
     with pytest.raises(MlflowError) as info:
         client.api("POST", "experiments/search", {})
     assert info.value.kind == "invalid_response"
-
-
-def test_empty_payload_hash():
-    assert hashlib.sha256(b"").hexdigest() == EMPTY_SHA256

@@ -47,8 +47,10 @@ def test_round_trip_ok_and_cleaned_up(server, run_module):
     batch = next(r for r in server.app.requests if r.route == API + "runs/log-batch").json()
     assert batch["run_id"] == run and batch["params"][0]["key"] == "roundtrip_param"
     assert deletes(server) == ["artifact", "run", "experiment"]
-    assert {"create_experiment", "create_run", "log_batch", "upload_artifact", "download_artifact", "get_run",
-            "delete_artifact", "delete_run", "delete_experiment", "total"} == set(result["timings"])  # fmt: skip
+    assert {"create_experiment", "create_run", "log_batch", "server_info", "upload_artifact", "download_artifact",
+            "get_run", "delete_artifact", "delete_run", "delete_experiment", "total"} == set(result["timings"])  # fmt: skip
+    assert result["server_info"] == {"multipart_downloads_enabled": False, "multipart_uploads_enabled": False}
+    assert result["presigned"]["download"] == result["presigned"]["upload"] == "not advertised"
     assert "s3_object" not in result
     assert "Cleanup worked" in result["msg"]
 
@@ -138,7 +140,8 @@ def test_check_mode_only_reads(server, run_module):
     assert not result.get("failed"), result
     assert result["changed"] is False
     assert [(r.method, r.route) for r in server.app.requests] == [
-        ("GET", "/health"), ("POST", API + "experiments/search"), ("HEAD", "/bucket/")]  # fmt: skip
+        ("GET", "/health"), ("POST", API + "experiments/search"), ("GET", "/api/3.0/mlflow/server-info"),
+        ("HEAD", "/bucket")]  # fmt: skip
     assert server.app.experiments == {} and server.app.runs == {}
     assert result["experiment_id"] is None and result["run_id"] is None
     assert any(step.startswith("create experiment carbon254-roundtrip-") for step in result["planned_steps"])
@@ -219,3 +222,107 @@ def test_s3_options_go_together(server, run_module):
     result = run_module(mlflow_roundtrip, {"url": server.url, "s3_bucket": "bucket"})
     assert result["failed"] and "parameters are required together" in result["msg"]
     assert server.app.requests == []
+
+
+# --- presigned transfers: what MLflow clients do when /server-info advertises them ---------------------------
+
+ADVERTISED = {"multipart_downloads_enabled": True, "multipart_uploads_enabled": True}
+MPU = "/api/2.0/mlflow-artifacts/mpu/"
+
+
+def test_advertised_presigned_transfers_are_taken_from_this_host(server, run_module):
+    server.app.server_info = dict(ADVERTISED)
+    result = run_module(mlflow_roundtrip, {"url": server.url, "artifact_size": 3000})
+    assert not result.get("failed"), result
+    assert result["presigned"] == {"downloads_advertised": True, "uploads_advertised": True, "checked": True,
+                                   "endpoint": server.url, "download": "ok", "upload": "ok"}  # fmt: skip
+    routes = [(r.method, r.route) for r in server.app.requests]
+    root = result["artifact_path"].rsplit("/", 1)[0]
+    # The download: a presigned URL asked from MLflow, the object fetched from "S3" by range, as the client does.
+    assert ("GET", "/api/2.0/mlflow-artifacts/presigned/" + result["artifact_path"]) in routes
+    fetch = next(r for r in server.app.requests if r.route.startswith("/presigned-s3/get/"))
+    assert fetch.headers["Range"] == "bytes=0-2999" and "Authorization" not in fetch.headers
+    # The upload: create, the part PUT straight to "S3", complete; the object read back through the server.
+    assert [route for route in routes if route[1].startswith(MPU)] == [("POST", MPU + "create/" + root),
+                                                                       ("POST", MPU + "complete/" + root)]  # fmt: skip
+    put = next(r for r in server.app.requests if r.route.startswith("/presigned-s3/put/"))
+    assert len(put.body) == 3000 and "Authorization" not in put.headers
+    (upload,) = server.app.uploads.values()
+    assert upload["state"] == "complete" and upload["rel"].endswith("-presigned.bin")
+    # Both artifacts are gone again.
+    assert server.app.artifacts == {}
+    assert result["cleanup"]["presigned_artifact"] == "deleted"
+    assert "Cleanup worked: deleted presigned_artifact, artifact, run, experiment" in result["msg"]
+    assert {"presigned_upload", "presigned_download", "delete_presigned_artifact"} <= set(result["timings"])
+
+
+def test_unreachable_presigned_upload_fails_naming_the_endpoint_and_the_fix(server, run_module, closed_port):
+    server.app.server_info = {"multipart_downloads_enabled": False, "multipart_uploads_enabled": True}
+    server.app.presigned_origin = f"http://127.0.0.1:{closed_port}"
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "presigned_transfer"
+    assert result["failed_step"] == "presigned_upload"
+    msg = result["msg"]
+    assert f"http://127.0.0.1:{closed_port}" in msg and "connection refused" in msg
+    assert "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=false" in msg and "mlflow_client_presigned_transfers" in msg
+    assert "mlflow_k8s_s3_endpoint_url" in msg and "fake-sig" not in msg
+    (upload,) = server.app.uploads.values()
+    assert upload["state"] == "abort"
+    assert "Cleanup worked" in msg and server.app.artifacts == {}
+
+
+def test_unreachable_presigned_download_fails_naming_the_endpoint_and_the_fix(server, run_module, closed_port):
+    server.app.server_info = {"multipart_downloads_enabled": True, "multipart_uploads_enabled": False}
+    server.app.presigned_origin = f"http://127.0.0.1:{closed_port}"
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "presigned_transfer"
+    assert result["failed_step"] == "presigned_download"
+    msg = result["msg"]
+    assert "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false" in msg and "load_model" in msg
+    assert f"http://127.0.0.1:{closed_port}" in msg and "fake-sig" not in msg
+    assert result["presigned"]["upload"] == "not advertised"
+    assert result["presigned"]["download"].startswith("connection refused")
+    assert deletes(server) == ["artifact", "run", "experiment"]
+
+
+def test_a_failed_presigned_download_leaves_the_upload_not_reached(server, run_module, closed_port):
+    server.app.server_info = dict(ADVERTISED)
+    server.app.presigned_origin = f"http://127.0.0.1:{closed_port}"
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed_step"] == "presigned_download" and result["presigned"]["upload"] == "not reached"
+
+
+def test_a_rejected_presigned_signature_is_a_presigned_failure(server, run_module):
+    server.app.server_info = {"multipart_downloads_enabled": True, "multipart_uploads_enabled": False}
+    server.app.presigned_signature = "signed-for-another-host"  # e.g. a proxy in front of S3 rewrote the Host
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert result["failed"] and result["failure_kind"] == "presigned_transfer"
+    assert "HTTP 403 (SignatureDoesNotMatch) from the presigned URL" in result["msg"]
+    assert "signed-for-another-host" not in result["msg"]
+
+
+def test_presigned_transfers_false_checks_the_proxied_path_only(server, run_module, closed_port):
+    server.app.server_info = dict(ADVERTISED)
+    server.app.presigned_origin = f"http://127.0.0.1:{closed_port}"
+    result = run_module(mlflow_roundtrip, {"url": server.url, "presigned_transfers": False})
+    assert not result.get("failed"), result
+    assert result["presigned"]["checked"] is False
+    assert result["presigned"]["download"].startswith("not checked")
+    assert result["presigned"]["upload"].startswith("not checked")
+    assert not [r for r in server.app.requests if "presigned" in r.route or r.route.startswith(MPU)]
+
+
+def test_no_server_info_endpoint_means_the_proxied_path(server, run_module):
+    server.app.server_info = None
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert not result.get("failed"), result
+    assert result["server_info"] == {} and result["presigned"]["downloads_advertised"] is False
+
+
+def test_a_presigned_answer_without_file_size_leaves_the_client_on_the_proxied_download(server, run_module):
+    server.app.server_info = {"multipart_downloads_enabled": True, "multipart_uploads_enabled": False}
+    server.app.presigned_file_size = False
+    result = run_module(mlflow_roundtrip, {"url": server.url})
+    assert not result.get("failed"), result
+    assert result["presigned"]["download"].startswith("no file_size")
+    assert not [r for r in server.app.requests if r.route.startswith("/presigned-s3/")]
