@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
@@ -18,7 +18,7 @@ help:
 	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, quickstart (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
-setup: system-packages venv checkov-venv sandbox-mlflow
+setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub
 
 system-packages:
 	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux
@@ -26,6 +26,17 @@ system-packages:
 # The MLflow server the sandbox kubelet runs (under /opt: pods run as non-root users).
 sandbox-mlflow: system-packages
 	@scripts/install-sandbox-mlflow.sh
+
+# The MLflow Python client of the deployed release, as a user would pip install it (no S3 libraries): the real-client
+# tests (tests/demo) run it against `make demo`'s deployment.
+MLFLOW_VERSION = $(shell sed -n 's/^mlflow==//p' images/mlflow/requirements.txt)
+mlflow-client:
+	@scripts/install-opt-venv.sh mlflow-client -c images/mlflow/requirements.txt mlflow==$(MLFLOW_VERSION)
+
+# DataHub's own ingestion, for the DataHub recipe render.yml writes (tests/demo/test_datahub.py); a virtualenv of its
+# own, as for checkov: it takes mlflow-skinny 2.20.
+datahub:
+	@scripts/install-opt-venv.sh datahub -r tests/demo/datahub-requirements.txt
 
 venv: $(VENV)/.installed
 
@@ -58,7 +69,13 @@ demo: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/ansible-playbook playbooks/site.yml -i inventories/sandbox
 	@echo "MLflow URL: $$($(BIN)/python -m sandbox service-url mlflow mlflow)"
 	@if grep -qs '^MLFLOW_TRACKING_USERNAME=' $(DEMO_CLIENT_ENV); then echo "MLflow credentials: $(DEMO_CLIENT_ENV)"; fi
+	@echo "MLflow client: pip install mlflow==$(MLFLOW_VERSION)   (or /opt/carbon254-sandbox/mlflow-client/bin/python)"
 	@echo "Use it from an MLflow client: set -a; . $(DEMO_CLIENT_ENV); set +a"
+	@if grep -qs '^MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false' $(DEMO_CLIENT_ENV); then \
+	  echo "  (the file sets MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD/UPLOAD=false: artifacts go through the server, because"; \
+	  echo "   the S3 endpoint it signs download URLs for is not reachable from here; clients set up without it hang"; \
+	  echo "   in load_model. docs/artifacts.md)"; fi
+	@echo "Then, for example: python -c 'import mlflow; print(mlflow.search_experiments())'"
 	@echo "Remove it: make demo-down"
 
 # Undo `make demo`: remove the deployment, the database and the bucket, then stop the sandbox.
