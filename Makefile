@@ -21,7 +21,7 @@ help:
 setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub
 
 system-packages:
-	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux
+	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux chromium
 
 # The MLflow server the sandbox kubelet runs (under /opt: pods run as non-root users).
 sandbox-mlflow: system-packages

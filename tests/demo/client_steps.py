@@ -87,12 +87,22 @@ def search(experiment_id: str) -> dict:
     return {"run_ids": sorted(run.info.run_id for run in runs), "above_099": len(missed)}
 
 
+def ui_run(experiment: str, run_name: str, notes: str) -> dict:
+    """A run to look at in the UI: a param, the metric accuracy and a small text artifact."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_param("learning_rate", 0.01)
+        mlflow.log_metric("accuracy", 0.93)
+        mlflow.log_text(notes, "model/notes.txt")
+    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+
+
 def list_experiments() -> dict:
     return {"experiments": sorted(exp.name for exp in mlflow.search_experiments())}
 
 
 STEPS = {"log-model": log_model, "load-model": load_model, "artifact": artifact, "download": download,
-         "alias": alias, "search": search, "list-experiments": list_experiments}  # fmt: skip
+         "alias": alias, "search": search, "ui-run": ui_run, "list-experiments": list_experiments}  # fmt: skip
 
 
 if __name__ == "__main__":
