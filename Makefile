@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
@@ -18,10 +18,11 @@ help:
 	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, quickstart (what CI runs)"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
-setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub
+setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub cluster
 
 system-packages:
-	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux chromium
+	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux chromium \
+	  runc iptables podman debootstrap
 
 # The MLflow server the sandbox kubelet runs (under /opt: pods run as non-root users).
 sandbox-mlflow: system-packages
@@ -37,6 +38,12 @@ mlflow-client:
 # own, as for checkov: it takes mlflow-skinny 2.20.
 datahub:
 	@scripts/install-opt-venv.sh datahub -r tests/demo/datahub-requirements.txt
+
+# The sandbox's Kubernetes from upstream sources (sandbox/cluster, Go), containerd, the CNI plugins and the images
+# (pause, test tool, MLflow from images/mlflow/Containerfile), cached under /opt/carbon254-sandbox by their inputs:
+# cold about 15 minutes on 2 cores, then seconds. Needs Go on PATH.
+cluster: system-packages venv
+	@$(BIN)/python -m sandbox build
 
 venv: $(VENV)/.installed
 

@@ -1,15 +1,17 @@
-"""`python -m sandbox up|down|status|facts|kubeconfig|service-url|crds`."""
+"""`python -m sandbox build|up|down|status|facts|kubeconfig|service-url|kubectl|crds`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from . import crds
+from . import build, crds
 from .config import SandboxConfig
 from .core import Sandbox
+from .kubecluster import KubeCluster
 from .procs import SandboxError
 
 
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build the Kubernetes binaries and images from sources, once (make setup runs it)")
     sub.add_parser("up", help="start every service and wait until it answers; idempotent")
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--purge", action="store_true", help="also delete the state directory (data, credentials)")
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     service_url.add_argument("namespace")
     service_url.add_argument("name")
     service_url.add_argument("--port", type=int, help="Service port (default: its first port)")
+    kubectl = sub.add_parser("kubectl", help="the kubectl the sandbox built, with its admin kubeconfig")
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
     crd = sub.add_parser("crds", help="install or remove a bundle of CustomResourceDefinitions in the running emulator")
     crd_sub = crd.add_subparsers(dest="crds_command", required=True)
     crd_sub.add_parser("list", help="the bundles and whether each CRD is installed")
@@ -108,6 +113,13 @@ def _kubeconfig(sandbox: Sandbox, _args: argparse.Namespace) -> int:
 
 
 def _service_url(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    kube = sandbox.service("kubernetes")
+    if isinstance(kube, KubeCluster):
+        if not kube.is_running():
+            print("the sandbox is not up: run `python -m sandbox up`", file=sys.stderr)
+            return 1
+        print(kube.service_url(args.namespace, args.name, args.port))
+        return 0
     registry = sandbox.config.state_dir / "kubernetes" / "services.json"
     ports = json.loads(registry.read_text()).get(f"{args.namespace}/{args.name}", {}) if registry.exists() else {}
     if not ports:
@@ -119,6 +131,15 @@ def _service_url(sandbox: Sandbox, args: argparse.Namespace) -> int:
         return 1
     print(f"http://{ports[port]}")
     return 0
+
+
+def _kubectl(sandbox: Sandbox, args: argparse.Namespace) -> int:
+    kube = sandbox.service("kubernetes")
+    if not isinstance(kube, KubeCluster):
+        print("`sandbox kubectl` needs the real cluster (SANDBOX_KUBERNETES=cluster)", file=sys.stderr)
+        return 2
+    argv = [str(build.artifacts().kubectl), "--kubeconfig", str(kube.kubeconfig), *args.args]
+    return subprocess.run(argv, check=False).returncode
 
 
 def _crds(sandbox: Sandbox, args: argparse.Namespace) -> int:
@@ -144,12 +165,17 @@ COMMANDS = {
     "facts": _facts,
     "kubeconfig": _kubeconfig,
     "service-url": _service_url,
+    "kubectl": _kubectl,
     "crds": _crds,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "build":  # needs no sandbox state
+        from .build import main as build_main  # noqa: PLC0415 - only this command needs it
+
+        return build_main()
     try:
         return COMMANDS[args.command](Sandbox(_config(args)), args)
     except (SandboxError, ValueError) as exc:

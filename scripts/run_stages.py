@@ -36,6 +36,10 @@ STAGES: dict[str, list[list[str]]] = {
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],
         [str(BIN / "antsibull-changelog"), "lint"],
+        # The sandbox's Go program: formatted, vetted, its staging replace block what the pinned release implies.
+        ["sh", "-c", 'test -z "$(gofmt -l sandbox/cluster)" || { gofmt -l sandbox/cluster; exit 1; }'],
+        ["sh", "-c", "cd sandbox/cluster && CGO_ENABLED=0 go vet ./..."],
+        [PY, "scripts/gen-k8s-replaces.py", "--check"],
     ],
     "sanity": [["bash", "scripts/ansible-test-sanity.sh"]],
     "unit": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/unit", "tests/sandbox"]],

@@ -1,0 +1,130 @@
+"""TCP forwarding between the host and the sandbox node's network namespace, in both directions.
+
+    python -m sandbox.forward --netns /run/netns/<node> [--into HOST:PORT=NODEADDR:PORT ...]
+                              [--out NODEADDR:PORT=HOST:PORT ...] [--port-file FILE] [--marker TEXT]
+
+`--into`: listen on the host (127.0.0.1) and connect inside the node, e.g. the API server, or a Service's ClusterIP
+(kube-proxy's rules in the node then pick a ready pod, as for any client in a cluster). A listening port 0 takes a
+free one, written to --port-file. `--out`: listen inside the node and connect on the host, e.g. the pods' way to the
+sandbox's PostgreSQL and S3 on 127.0.0.1.
+
+Each socket is made in the namespace it belongs to (setns(2) around its creation; the process is single-threaded),
+so bytes pass through untouched: TLS and client certificates work end to end. --marker is only there so that the
+sandbox recognises its own process by command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Namespaces:
+    def __init__(self, netns: str) -> None:
+        self.host = os.open("/proc/self/ns/net", os.O_RDONLY)
+        self.node = os.open(netns, os.O_RDONLY)
+
+    @contextlib.contextmanager
+    def inside(self, node: bool) -> Iterator[None]:
+        """Sockets made within are the node's (node=True) or the host's."""
+        if not node:
+            yield
+            return
+        _setns(self.node)
+        try:
+            yield
+        finally:
+            _setns(self.host)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def _serve(spaces: Namespaces, listen: tuple[str, int], target: tuple[str, int], into: bool,
+                 port_file: Path | None) -> asyncio.Server:  # fmt: skip
+    with spaces.inside(node=not into):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(listen)
+    listener.listen(128)
+    listener.setblocking(False)
+    if port_file is not None:
+        port_file.write_text(f"{listener.getsockname()[1]}\n")
+    loop = asyncio.get_running_loop()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        with spaces.inside(node=into):
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(upstream, target), timeout=10)
+        except (TimeoutError, OSError) as exc:
+            print(f"connect {target[0]}:{target[1]}: {exc}", file=sys.stderr, flush=True)
+            upstream.close()
+            client_writer.close()
+            return
+        reader, writer = await asyncio.open_connection(sock=upstream)
+        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+
+    return await asyncio.start_server(handle, sock=listener)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    spaces = Namespaces(args.netns)
+    servers = []
+    for spec in args.into:
+        listen, _, target = spec.partition("=")
+        port_file = Path(args.port_file) if args.port_file else None
+        servers.append(await _serve(spaces, _address(listen), _address(target), True, port_file))
+    for spec in args.out:
+        listen, _, target = spec.partition("=")
+        servers.append(await _serve(spaces, _address(listen), _address(target), False, None))
+    print(f"forwarding {' '.join(args.into + args.out)}", flush=True)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.forward")
+    parser.add_argument("--netns", required=True)
+    parser.add_argument("--into", action="append", default=[], help="HOST:PORT=NODEADDR:PORT")
+    parser.add_argument("--out", action="append", default=[], help="NODEADDR:PORT=HOST:PORT")
+    parser.add_argument("--port-file", help="where to write the (first --into) listening port")
+    parser.add_argument("--marker", help="ignored: lets the sandbox recognise this process")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""The container images the sandbox's Kubernetes runs, all built here (no registry is reachable), with podman.
+
+- `localhost/carbon254/pause:1`: the pod sandbox image, our static pause binary `FROM scratch`;
+- `localhost/carbon254/testtool:1`: a static test binary for the sandbox's own tests;
+- `ghcr.io/carbon254/mlflow:<version>`: the image users deploy, built from images/mlflow/Containerfile unchanged, on a
+  base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument.
+
+Each is saved as an OCI archive under SANDBOX_OPT_PREFIX/images, named by a hash of its inputs, and `up` imports it
+into the node's containerd; a second build finds the archives and does nothing.
+
+How podman (Debian's 4.3) is run here, and why:
+- a store of its own under SANDBOX_OPT_PREFIX/podman (graph root, temporary files), never the machine's shared
+  /var/lib/containers, where other users' images of the same names would collide;
+- runc (crun cannot handle this VM's hybrid cgroups), ulimits given explicitly (its defaults are refused: no
+  CAP_SYS_RESOURCE), the host network for RUN steps (no CNI bridge or iptables rules on the host), RUN containers
+  under a cgroup parent of ours that is removed afterwards;
+- every podman command as PID 1's child in new PID and mount namespaces (`unshare --pid --fork --kill-child`) with
+  its run root and runc's state on a tmpfs there: whatever it starts dies with it, and its overlay mounts vanish,
+  even when the build is killed;
+- this machine's CA bundle bind-mounted over the image's during RUN steps only: the egress proxy here re-signs TLS,
+  so pip in the build needs it; the image keeps Debian's bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import resource
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .build import OPT, Artifacts
+from .config import REPO_ROOT
+from .node import hierarchies
+from .procs import SandboxError
+
+IMAGES = OPT / "images"
+PODMAN_ROOT = OPT / "podman"
+MLFLOW_CONTEXT = REPO_ROOT / "images" / "mlflow"
+BASE_SCRIPT = REPO_ROOT / "images" / "python-base" / "build.sh"
+BASE_IMAGE = "localhost/carbon254/python:3.11-bookworm"
+PAUSE = "localhost/carbon254/pause:1"
+TESTTOOL = "localhost/carbon254/testtool:1"
+CGROUP_PARENT = "carbon254-image-build"
+RECIPE = "1"
+
+
+def mlflow_image() -> str:
+    """The image the role deploys by default: ghcr.io/carbon254/mlflow:<the MLflow version the image pins>."""
+    pinned = re.search(r"^mlflow==(\S+)$", (MLFLOW_CONTEXT / "requirements.txt").read_text(), re.MULTILINE)
+    if not pinned:
+        raise SandboxError("images/mlflow/requirements.txt pins no mlflow==<version>")
+    return f"ghcr.io/carbon254/mlflow:{pinned.group(1)}"
+
+
+def _key(*parts: bytes | str) -> str:
+    sha = hashlib.sha256(RECIPE.encode())
+    for part in parts:
+        sha.update(part.encode() if isinstance(part, str) else part)
+        sha.update(b"\0")
+    return sha.hexdigest()[:12]
+
+
+def _podman(*args: str, timeout: float = 3600) -> str:
+    """One podman command in its own PID and mount namespaces, on the sandbox's private store."""
+    if shutil.which("podman") is None:
+        raise SandboxError("podman is missing: `make setup` installs it (Debian package podman)")
+    for sub in ("storage", "run", "tmp"):
+        (PODMAN_ROOT / sub).mkdir(parents=True, exist_ok=True)
+    run, tmp = PODMAN_ROOT / "run", PODMAN_ROOT / "tmp"
+    script = 'set -e; mount -t tmpfs -o mode=0700 carbon254-podman "$1"; mkdir -p "$1/runc"; shift; exec "$@"'
+    store = ["--root", str(PODMAN_ROOT / "storage"), "--runroot", str(run), "--tmpdir", str(tmp)]
+    argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
+            "sh", "-c", script, "sh", str(run), "env", f"TMPDIR={tmp}", "podman", *store,
+            "--storage-driver", "overlay", *args]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        _remove_build_cgroups()
+    if proc.returncode != 0:
+        raise SandboxError(f"podman {' '.join(args[:3])} ... failed:\n{proc.stdout[-3000:]}{proc.stderr[-5000:]}")
+    return proc.stdout
+
+
+def _remove_build_cgroups() -> None:
+    for root in hierarchies():
+        base = root / CGROUP_PARENT
+        if base.is_dir():
+            for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
+
+
+def _build(*args: str) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    flags = ["--pull=never", "--runtime", "runc", "--runtime-flag", f"root={PODMAN_ROOT / 'run' / 'runc'}",
+             "--network", "host", "--ulimit", f"nofile={hard}:{hard}", "--ulimit", "nproc=32768:32768",
+             "--cgroup-parent", f"/{CGROUP_PARENT}", "--layers", "--rm", "--force-rm"]  # fmt: skip
+    bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    if Path(bundle).is_file():
+        flags += ["-v", f"{bundle}:/etc/ssl/certs/ca-certificates.crt:ro"]
+    _podman("build", *flags, *args)
+
+
+def _save(image: str, archive: Path) -> None:
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(archive.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _podman("save", "--format", "oci-archive", "-o", str(tmp), image)
+    tmp.rename(archive)
+
+
+def _scratch_image(name: str, binary: Path, archive: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="sandbox-image-") as context:
+        shutil.copy2(binary, Path(context) / binary.name)
+        (Path(context) / "Containerfile").write_text(
+            f'FROM scratch\nCOPY {binary.name} /{binary.name}\nENTRYPOINT ["/{binary.name}"]\n'
+        )
+        _build("-t", name, context)
+    _save(name, archive)
+
+
+def base_image() -> str:
+    """The MLflow image's base (PYTHON_IMAGE), made with debootstrap once and imported into podman's store."""
+    key = _key(BASE_SCRIPT.read_bytes())
+    tag = f"{BASE_IMAGE}-{key}"
+    exists = _podman("images", "--format", "{{.Repository}}:{{.Tag}}")
+    if tag in exists.split():
+        return tag
+    archive = IMAGES / f"python-base-{key}.tar"
+    if not archive.exists():
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["bash", str(BASE_SCRIPT), str(archive)], capture_output=True, text=True, timeout=1800,
+                              check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise SandboxError(f"building the base image failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    _podman("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', str(archive), tag)  # fmt: skip
+    return tag
+
+
+def archives(bins: Artifacts) -> dict[str, Path]:
+    """Image name -> its OCI archive for the current inputs (whether built yet or not)."""
+    mlflow_inputs = [p.name.encode() + b"\0" + p.read_bytes() for p in sorted(MLFLOW_CONTEXT.iterdir()) if p.is_file()]
+    return {
+        PAUSE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
+        TESTTOOL: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
+        mlflow_image(): IMAGES / f"mlflow-{_key(BASE_SCRIPT.read_bytes(), *mlflow_inputs)}.tar",
+    }
+
+
+def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[str, Path]:
+    """Build and save whatever image is missing for the current inputs."""
+    wanted = archives(bins)
+    for name, archive in wanted.items():
+        if archive.exists():
+            continue
+        started = time.monotonic()
+        if name in (PAUSE, TESTTOOL):
+            _scratch_image(name, bins.cluster_dir / name.rsplit("/", 1)[1].split(":")[0], archive)
+        else:
+            _build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
+            _save(name, archive)
+        say(f"built image {name} ({archive.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
+    return wanted
