@@ -72,6 +72,10 @@ CASES = {
         {"mlflow_k8s_auth_cache_ttl": -5},
         "mlflow_k8s_auth_cache_ttl must be a whole number of seconds, 0 or more",
     ),
+    "negative preStop sleep": (
+        {"mlflow_k8s_prestop_sleep": -1},
+        "mlflow_k8s_prestop_sleep must be a whole number of seconds, 0 or more",
+    ),
     "credential cache of no entries": (
         {"mlflow_k8s_auth_cache_max_size": 0},
         "mlflow_k8s_auth_cache_max_size must be at least 1",

@@ -203,6 +203,9 @@ def test_deployment_is_hardened(rendered):
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
     assert "--serve-artifacts" in container["args"]
     assert any(a.startswith("--expose-prometheus=") for a in container["args"])
+    # A replaced pod keeps serving while the Service forgets it (no request dropped in a rollout).
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+    assert pod["terminationGracePeriodSeconds"] == 40
     if rendered["name"] == "everything":
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
         assert "--app-name=basic-auth" in container["args"]
