@@ -24,7 +24,8 @@ system-packages:
 	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux chromium \
 	  runc iptables podman debootstrap
 
-# The MLflow server the sandbox kubelet runs (under /opt: pods run as non-root users).
+# MLflow as a plain process, for the module tests outside Kubernetes (tests/integration/test_mlflow_modules.py) and
+# the render test that reads the auth ini with MLflow's own reader; the pods run the image built from the Containerfile.
 sandbox-mlflow: system-packages
 	@scripts/install-sandbox-mlflow.sh
 
@@ -41,7 +42,7 @@ datahub:
 
 # The sandbox's Kubernetes from upstream sources (sandbox/cluster, Go), containerd, the CNI plugins and the images
 # (pause, test tool, MLflow from images/mlflow/Containerfile), cached under /opt/carbon254-sandbox by their inputs:
-# cold about 15 minutes on 2 cores, then seconds. Needs Go on PATH.
+# cold 25-30 minutes on 2 cores (18 of them the Kubernetes build), then seconds. Needs Go on PATH.
 cluster: system-packages venv
 	@$(BIN)/python -m sandbox build
 

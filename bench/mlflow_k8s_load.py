@@ -6,11 +6,11 @@ running, and stopped again then), against a database/user and a bucket made here
 the Service (`python -m sandbox service-url`, round-robin over the ready pods per connection) with the Host header
 MLflow allows: each creates runs and calls `runs/log-metric`, every few calls `runs/log-batch`, for D seconds.
 
-Every 0.5 s the whole process tree of each pod is read from /proc: the sandbox kubelet runs a pod's processes in a
-network namespace of its own (`<node>-pod-<uid[:12]>`, runtime.NodeNetwork), so the pod's processes are exactly
-those in that namespace (`mlflow server`, the uvicorn master and its workers). RSS (VmRSS) is summed, and PSS
-(smaps_rollup) beside it; the claim is checked against RSS, the stricter figure (RSS counts shared pages once
-per process). The sandbox enforces no cgroup limits: the limit is the pod spec's, read from the API.
+Every 0.5 s the processes of each pod are read from /proc: those in the pod's cgroup (the kubelet's cgroupfs
+layout in the sandbox node's subtree, kubepods/<qos>/pod<uid>: `mlflow server`, the uvicorn master and its workers,
+the pause process). RSS (VmRSS) is summed, and PSS (smaps_rollup) beside it; the claim is checked against RSS, the
+stricter figure (RSS counts shared pages once per process). The limit is the pod spec's, read from the API, and
+the kernel enforces it (a container above it is OOM-killed).
 
 Everything made here (namespace via the role with state=absent, database, user, bucket) is removed, also on failure.
 The JSON summary goes to stdout, the Markdown section to stderr, and with --write into docs/benchmarks.md.
@@ -47,32 +47,34 @@ import psycopg2  # noqa: E402
 
 from bench.sandbox_startup import update_doc  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
-from sandbox.k8s.runtime import netns_pids  # noqa: E402
+from sandbox.node import hierarchies  # noqa: E402
 from tests.helpers import run_role  # noqa: E402
+from tests.kube import api as api_get  # noqa: E402
+from tests.kube import delete_namespace as api_delete_namespace  # noqa: E402
+from tests.kube import service_base  # noqa: E402
 
 HEADING = "## MLflow pods under log_metric load: memory headroom (bench/mlflow_k8s_load.py)"
 CLAIM = 0.25  # issue 4: RSS stays below the limit with at least 25% headroom
 MIB = 1024 * 1024
-NETNS_DIR = Path("/run/netns")
 
 
-# -- the sandbox's Kubernetes API ------------------------------------------------------------------
-def api_get(facts: dict, path: str) -> dict:
-    kube = facts["kubernetes"]
-    request = urllib.request.Request(kube["url"] + path, headers={"Authorization": f"Bearer {kube['token']}"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback sandbox
-        return json.loads(response.read())
+# -- the pods' processes: those in the pod's cgroup -----------------------------------------------------------
+def pod_cgroup(uid: str) -> Path:
+    """The pod's directory in the memory hierarchy (the kubelet's cgroupfs layout: kubepods/<qos>/pod<uid>)."""
+    memory = next(root for root in hierarchies() if (root / "memory.stat").exists() or root.name == "memory")
+    found = [p for p in memory.glob(f"carbon254-*/kubepods/**/pod{uid}") if p.is_dir()]
+    if len(found) != 1:
+        raise RuntimeError(f"pod {uid}: {len(found)} cgroups found under {memory}")
+    return found[0]
 
 
-def api_delete_namespace(facts: dict, ns: str) -> None:
-    kube = facts["kubernetes"]
-    headers = {"Authorization": f"Bearer {kube['token']}"}
-    request = urllib.request.Request(f"{kube['url']}/api/v1/namespaces/{ns}", method="DELETE", headers=headers)  # noqa: S310
-    try:
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback sandbox
-    except urllib.error.HTTPError as exc:
-        if exc.code != 404:
-            raise
+def netns_pids(cgroup: str) -> list[int]:
+    """Every process of the pod (its containers and the pause process), from the pod's cgroup."""
+    pids: set[int] = set()
+    for procs in Path(cgroup).rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids |= {int(line) for line in procs.read_text().split()}
+    return sorted(pids)
 
 
 def quantity_bytes(text: str) -> float:
@@ -361,7 +363,6 @@ def teardown(facts: dict, stores: Stores, problems: list[str]) -> None:
 
 # -- measurement -----------------------------------------------------------------------------------
 def find_pods(facts: dict, ns: str) -> list[PodMemory]:
-    node = facts["kubernetes"]["node"]["name"]
     selector = urllib.parse.quote("app.kubernetes.io/component=tracking-server")
     pods = api_get(facts, f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
     found = []
@@ -369,11 +370,7 @@ def find_pods(facts: dict, ns: str) -> list[PodMemory]:
         if pod["metadata"].get("deletionTimestamp") or pod.get("status", {}).get("phase") != "Running":
             continue
         uid = pod["metadata"]["uid"]
-        suffix = f"-pod-{uid[:12]}"
-        netns = next((p.name for p in NETNS_DIR.iterdir() if p.name.startswith(node) and p.name.endswith(suffix)),
-                     None)  # fmt: skip
-        if netns is None:
-            raise RuntimeError(f"no network namespace for pod {pod['metadata']['name']} (uid {uid})")
+        netns = str(pod_cgroup(uid))  # the field's name is historic: it holds the pod's cgroup
         resources = pod["spec"]["containers"][0].get("resources", {})
         found.append(PodMemory(name=pod["metadata"]["name"], uid=uid, netns=netns,
                                limit=quantity_bytes(resources["limits"]["memory"]),
@@ -382,8 +379,7 @@ def find_pods(facts: dict, ns: str) -> list[PodMemory]:
 
 
 def service_url(facts: dict, ns: str, name: str = "mlflow") -> str:
-    registry = Path(facts["state_dir"]) / "kubernetes" / "services.json"
-    return "http://" + json.loads(registry.read_text())[f"{ns}/{name}"]["5000"]
+    return service_base(facts, ns, name)
 
 
 def create_experiment(url: str, host: str, name: str) -> str:
@@ -593,7 +589,7 @@ def main() -> int:
     try:
         facts = box.facts()
         if "node" not in facts["kubernetes"]:
-            raise RuntimeError("the sandbox kubelet needs root and iproute2: no pods can run here")
+            raise RuntimeError("the sandbox's Kubernetes node needs root and iproute2: no pods can run here")
         suffix = uuid.uuid4().hex[:8]
         stores = Stores(db=f"bench_load_{suffix}", user=f"bench_load_{suffix}", password=f"pw-{suffix}-Bench",
                         bucket=f"bench-load-{suffix}", ns=f"mlflow-load-{suffix}")  # fmt: skip

@@ -49,6 +49,11 @@ class SandboxConfig:
     )
     weed_bin: str = field(default_factory=lambda: os.environ.get("SANDBOX_WEED_BIN", _default_weed()))
     ready_timeout: float = field(default_factory=lambda: float(os.environ.get("SANDBOX_READY_TIMEOUT", "60")))
+    # Images `up` imports into the node (comma-separated names; empty: all that `python -m sandbox build` makes).
+    # The sandbox's own tests import only the small ones.
+    k8s_images: list[str] | None = field(
+        default_factory=lambda: [n for n in os.environ.get("SANDBOX_K8S_IMAGES", "").split(",") if n] or None
+    )
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()

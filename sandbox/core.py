@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import SandboxConfig
-from .kube import KubeApi
 from .kubecluster import KubeCluster
 from .postgres import Postgres
 from .procs import SandboxError, port_in_use
@@ -30,14 +29,6 @@ class Service(Protocol):
     def stop(self) -> bool: ...
     def purge(self) -> None: ...
     def facts(self) -> dict[str, object]: ...
-
-
-def kubernetes_backend() -> str:
-    """`cluster` (the real upstream Kubernetes) or, for now, `emulator`: SANDBOX_KUBERNETES chooses."""
-    value = os.environ.get("SANDBOX_KUBERNETES", "emulator")
-    if value not in ("cluster", "emulator"):
-        raise SandboxError(f"SANDBOX_KUBERNETES={value!r}: use cluster or emulator")
-    return value
 
 
 def _write_private(path: Path, data: dict) -> None:
@@ -64,7 +55,7 @@ class Sandbox:
         self.services: list[Service] = [
             Postgres(self.config, self.credentials["postgres_admin_password"]),
             SeaweedS3(self.config, self.credentials["s3_access_key"], self.credentials["s3_secret_key"]),
-            KubeCluster(self.config) if kubernetes_backend() == "cluster" else KubeApi(self.config),
+            KubeCluster(self.config),
         ]
         if fresh:
             # New credentials: data left by an earlier sandbox at the same place (e.g. PostgreSQL's /var/tmp

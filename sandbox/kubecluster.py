@@ -40,6 +40,10 @@ SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
 NODE_NAME = "carbon254-sandbox"
 RUNC = "/usr/sbin/runc"
 PAUSE_IMAGE = "localhost/carbon254/pause:1"
+# The node's own /run (a tmpfs in its mount namespace): sockets and runtime state that need short paths. The
+# kubelet's root directory is there too (pod volumes; rebuilt when the pods are); pod logs stay in the state dir.
+NODE_RUN = Path("/run")
+CONTAINERD_SOCK = NODE_RUN / "containerd" / "containerd.sock"
 # Start order; stopped in reverse. Each: the cgroup subtree it runs in.
 COMPONENTS = {
     "forwarder": None,  # on the host (it makes its node-side sockets with setns)
@@ -79,7 +83,8 @@ class KubeCluster:
 
     def __init__(self, config: SandboxConfig, images: list[str] | None = None) -> None:
         self.config = config
-        self.images = images  # names to import into the node (default: every image sandbox/images.py builds)
+        # Names to import into the node (default: every image sandbox/images.py builds).
+        self.images = images if images is not None else config.k8s_images
         self.base = config.state_dir / "kubernetes"
         self.kubeconfig = config.state_dir / "kubeconfig"  # the admin's, for the host
         self.pki_dir = self.base / "pki"
@@ -160,9 +165,11 @@ class KubeCluster:
         pki.kubeconfig(self.kubeconfig, "admin", "kubernetes-admin", self.url)
         pki.kubeconfig(kc / "super-admin-host.conf", "super-admin", "kubernetes-super-admin", self.url)
         self._write("audit-policy.json", json.dumps(AUDIT_POLICY, indent=2))
-        ctrd = self.base / "containerd"
+        # Unix sockets allow 108 bytes of path: containerd's state and sockets go to the node's private /run (a tmpfs
+        # of its mount namespace), its image store stays in the state directory (imports survive down/up).
         self._write("containerd.toml", CONTAINERD_CONFIG.format(
-            root=ctrd / "root", state=ctrd / "state", sock=ctrd / "containerd.sock", pause=PAUSE_IMAGE, runc=RUNC,
+            root=self.base / "containerd", state=NODE_RUN / "containerd", sock=CONTAINERD_SOCK, pause=PAUSE_IMAGE,
+            runc=RUNC,
             cni_bin=bins.cni_dir, cni_conf=self.base / "cni" / "net.d", certs=self.conf / "certs.d"))  # fmt: skip
         (self.conf / "certs.d").mkdir(exist_ok=True)
         (self.base / "cni" / "net.d" / "10-sandbox.conflist").write_text(json.dumps({
@@ -176,7 +183,7 @@ class KubeCluster:
         }, indent=2))  # fmt: skip
         self._write("resolv.conf", "nameserver 127.0.0.1\noptions ndots:1\n")
         self._write("kubelet.yaml", KUBELET_CONFIG.format(
-            cgroup=self.nodes.cgroup, sock=ctrd / "containerd.sock", node_ip=self.node_ip, pki=self.pki_dir,
+            cgroup=self.nodes.cgroup, sock=CONTAINERD_SOCK, node_ip=self.node_ip, pki=self.pki_dir,
             resolv=self.conf / "resolv.conf"))  # fmt: skip
         self._write("kube-proxy.yaml", KUBE_PROXY_CONFIG.format(
             kubeconfig=kc / "kube-proxy.conf", node=NODE_NAME, cluster_cidr=self.pod_subnet))  # fmt: skip
@@ -234,7 +241,7 @@ class KubeCluster:
             return [str(bins.containerd_dir / "containerd"), "--config", str(conf / "containerd.toml")]
         if component == "kubelet":
             return [binary, "--config", str(conf / "kubelet.yaml"), "--kubeconfig", str(kc / "kubelet.conf"),
-                    "--root-dir", str(self.base / "kubelet"), "--node-ip", self.node_ip,
+                    "--root-dir", str(NODE_RUN / "kubelet"), "--node-ip", self.node_ip,
                     "--hostname-override", NODE_NAME, "--v=1"]  # fmt: skip
         if component == "kube-proxy":
             return [binary, "--config", str(conf / "kube-proxy.yaml"), "--v=1"]
@@ -336,8 +343,8 @@ class KubeCluster:
             raise SandboxError(f"binding {ADMIN_GROUP} to cluster-admin failed: {proc.stderr.strip()}")
 
     def _ctr(self, bins: build.Artifacts, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        sock = self.base / "containerd" / "containerd.sock"
-        return self.nodes.run([str(bins.containerd_dir / "ctr"), "-a", str(sock), "-n", "k8s.io", *args], timeout)
+        return self.nodes.run([str(bins.containerd_dir / "ctr"), "-a", str(CONTAINERD_SOCK), "-n", "k8s.io", *args],
+                              timeout)  # fmt: skip
 
     def _wait_containerd(self, bins: build.Artifacts) -> None:
         def ready() -> bool:
@@ -357,6 +364,13 @@ class KubeCluster:
             proc = self._ctr(bins, "images", "import", "--local", str(archive))
             if proc.returncode != 0:
                 raise SandboxError(f"importing {archive} into the node's containerd failed: {proc.stderr.strip()}")
+
+    def tag_image(self, source: str, target: str) -> None:
+        """Another name for an image in the node, as a registry would hold a rebuilt tag (tests of version changes)."""
+        bins = build.artifacts()
+        proc = self._ctr(bins, "images", "tag", "--force", source, target)
+        if proc.returncode != 0:
+            raise SandboxError(f"tagging {source} as {target} in the node failed: {proc.stderr.strip()}")
 
     def wait_ready(self) -> None:
         def node_ready() -> bool:

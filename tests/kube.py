@@ -63,5 +63,12 @@ def kubectl(facts: dict, *args: str, timeout: float = 120) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
 
 
+def tag_image(facts: dict, source: str, target: str) -> None:
+    """A rebuilt image under a new tag in the sandbox node, as a registry would get it pushed."""
+    from sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+
+    Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes").tag_image(source, target)
+
+
 def kubeconfig(facts: dict) -> Path:
     return Path(facts["kubernetes"]["kubeconfig"])

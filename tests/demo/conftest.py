@@ -13,7 +13,7 @@ import pytest
 
 from tests.demo.helpers import DEMO_SANDBOX, SNIPPET_LABEL, Client, make, printed, read_env_file, site, what_exists
 from tests.helpers import BIN, ROOT
-from tests.integration.test_k8s_conformance import writes_since
+from tests.kube import writes_since
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo.helpers import MLFLOW_CLIENT_PYTHON, printed, read_env_file, recap_changed, s3_client, site
-from tests.integration.test_k8s_conformance import writes_since
+from tests.kube import writes_since
 
 pytestmark = pytest.mark.integration
 

@@ -9,32 +9,54 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import boto3
 import psycopg2
 import pytest
 
-from sandbox.k8s.images import MLFLOW_PREFIX, ImageTable
 from tests.helpers import BIN, INVENTORY, ROOT, ansible_env
-from tests.integration.test_k8s_conformance import delete_namespace
+from tests.kube import api, delete_namespace, kubectl, service_base
 
 pytestmark = pytest.mark.integration
 IMAGE = "ghcr.io/carbon254/mlflow:3.17.2"
 
 
-def test_sandbox_mlflow_is_the_pinned_version():
-    """The image tag, the requirements the sandbox installs and the installed program agree."""
-    image = ImageTable.load(None).resolve(IMAGE)
+def test_the_node_runs_the_image_built_from_the_containerfile(sandbox_facts):
+    """The image the role deploys is the one podman built from images/mlflow/Containerfile: MLflow of the pinned
+    version, as the Containerfile's non-root user, on a read-only root filesystem."""
     pinned = [line for line in (ROOT / "images" / "mlflow" / "requirements.txt").read_text().splitlines()
               if line.startswith("mlflow==")]  # fmt: skip
     assert pinned == ["mlflow==3.17.2"]
-    out = subprocess.run([f"{image.path[0]}/mlflow", "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[-1] == "3.17.2"
-    assert image.path[0].startswith(MLFLOW_PREFIX)
+    ns = f"image-{uuid.uuid4().hex[:8]}"
+    code = "import os, mlflow; print(os.getuid(), mlflow.__version__); open('/probe', 'w')"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": ns},
+           "spec": {"restartPolicy": "Never", "containers": [{
+               "name": "probe", "image": IMAGE, "imagePullPolicy": "Never", "command": ["python", "-c", code],
+               "securityContext": {"readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                   "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}  # fmt: skip
+    try:
+        api(sandbox_facts, "/api/v1/namespaces", "POST", {"metadata": {"name": ns}})
+        deadline = time.monotonic() + 120
+        while True:  # pods are admitted once the namespace's default ServiceAccount exists
+            try:
+                api(sandbox_facts, f"/api/v1/namespaces/{ns}/pods", "POST", pod)
+                break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 403 and time.monotonic() < deadline, exc.read()
+                time.sleep(0.5)
+        while (phase := api(sandbox_facts, f"/api/v1/namespaces/{ns}/pods/probe")["status"].get("phase")) not in (
+            "Succeeded", "Failed"):  # fmt: skip
+            assert time.monotonic() < deadline, phase
+            time.sleep(1)
+        logs = kubectl(sandbox_facts, "logs", "-n", ns, "probe").stdout
+        # uid 10001 from the Containerfile's USER, MLflow 3.17.2, and the root filesystem refused the write.
+        assert "10001 3.17.2" in logs and "Read-only file system" in logs, logs
+    finally:
+        delete_namespace(sandbox_facts, ns)
 
 
 def admin(facts: dict, dbname: str = "postgres"):
@@ -48,7 +70,7 @@ def admin(facts: dict, dbname: str = "postgres"):
 @pytest.fixture
 def stores(sandbox_facts):
     if "node" not in sandbox_facts["kubernetes"]:
-        pytest.skip("the sandbox kubelet needs root and iproute2")
+        pytest.skip("the sandbox's Kubernetes node needs root and iproute2")
     suffix = uuid.uuid4().hex[:8]
     names = {"db": f"mlflow_k8s_{suffix}", "user": f"mlflow_k8s_{suffix}", "password": f"pw-{suffix}-Secret",
              "bucket": f"mlflow-k8s-{suffix}", "ns": f"mlflow-{suffix}"}  # fmt: skip
@@ -98,8 +120,7 @@ def test_mlflow_runs_in_the_sandbox(sandbox_facts, stores):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert stores["password"] not in result.stdout
 
-    registry = Path(sandbox_facts["state_dir"]) / "kubernetes" / "services.json"
-    base = "http://" + json.loads(registry.read_text())[f"{stores['ns']}/mlflow"]["5000"]
+    base = service_base(sandbox_facts, stores["ns"])
     assert call(base + "/version") == (200, b"3.17.2")
 
     api = base + "/api/2.0/mlflow"

@@ -9,34 +9,30 @@ Every role run goes through ansible-playbook (tests/helpers.run_role), as users 
 from __future__ import annotations
 
 import base64
+import collections
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import boto3
 import psycopg2
 import pytest
 
 from tests.helpers import PlayResult, run_role
-from tests.integration.test_k8s_conformance import delete_namespace, writes_since
+from tests.kube import api, delete_namespace, service_base, tag_image, writes_since
 
 pytestmark = pytest.mark.integration
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
-def kube_get(facts: dict, path: str) -> dict:
-    kube = facts["kubernetes"]
-    req = urllib.request.Request(kube["url"] + path, headers={"Authorization": f"Bearer {kube['token']}"})  # noqa: S310
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - loopback sandbox
-        return json.loads(response.read())
-
-
 def server_pods(facts: dict, ns: str) -> list[dict]:
+    """The server pods, not counting those being deleted (a replaced pod serves on for its preStop sleep)."""
     selector = "app.kubernetes.io/component%3Dtracking-server"
-    return kube_get(facts, f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
+    pods = api(facts, f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
+    return [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
 
 
 def pod_state(facts: dict, ns: str) -> dict[str, int]:
@@ -48,16 +44,11 @@ def pod_state(facts: dict, ns: str) -> dict[str, int]:
 
 
 def jobs(facts: dict, ns: str) -> dict[str, dict]:
-    return {j["metadata"]["name"]: j for j in kube_get(facts, f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]}
+    return {j["metadata"]["name"]: j for j in api(facts, f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]}
 
 
 def conditions(obj: dict) -> set[str]:
     return {c["type"] for c in obj.get("status", {}).get("conditions", []) if c["status"] == "True"}
-
-
-def service_base(facts: dict, ns: str) -> str:
-    registry = Path(facts["state_dir"]) / "kubernetes" / "services.json"
-    return "http://" + json.loads(registry.read_text())[f"{ns}/mlflow"]["5000"]
 
 
 def call(facts: dict, ns: str, path: str, method: str = "GET", body: object = None, *, raw: bytes | None = None,
@@ -91,19 +82,15 @@ def s3_client(facts: dict):
 
 
 def add_image_tag(facts: dict, tag: str) -> None:
-    """A rebuilt image of the same MLflow under a new tag, as a registry would get it (the node re-reads the table)."""
-    table = Path(facts["state_dir"]) / "kubernetes" / "images.json"
-    entries = json.loads(table.read_text()) if table.exists() else []
-    entries.append({"repository": "ghcr.io/carbon254/mlflow", "tags": [tag], "path": ["{mlflow_prefix}/bin"],
-                    "entrypoint": ["mlflow"], "cmd": ["server"], "user": 10001})  # fmt: skip
-    table.write_text(json.dumps(entries))
+    """A rebuilt image of the same MLflow under a new tag, as a registry would get it pushed."""
+    tag_image(facts, "ghcr.io/carbon254/mlflow:3.17.2", f"ghcr.io/carbon254/mlflow:{tag}")
 
 
 @pytest.fixture(scope="module")
 def stores(sandbox_facts):
     """A database, login, a second database for basic-auth, and a bucket, as postgres_init / minio_bucket make them."""
     if "node" not in sandbox_facts["kubernetes"]:
-        pytest.skip("the sandbox kubelet needs root and iproute2")
+        pytest.skip("the sandbox's Kubernetes node needs root and iproute2")
     suffix = uuid.uuid4().hex[:8]
     names = {"db": f"mk_{suffix}", "auth_db": f"mk_auth_{suffix}", "user": f"mk_{suffix}",
              "password": f"pw/{suffix}@Secret:%", "bucket": f"mk-{suffix}", "ns": f"mk-{suffix}",
@@ -169,7 +156,7 @@ def test_check_mode_on_an_empty_namespace_changes_nothing(sandbox_facts, stores)
     assert result.changed > 0
     assert writes_since(sandbox_facts, start, stores["ns"]) == []
     with pytest.raises(urllib.error.HTTPError):
-        kube_get(sandbox_facts, f"/api/v1/namespaces/{stores['ns']}")
+        api(sandbox_facts, f"/api/v1/namespaces/{stores['ns']}")
 
 
 def test_converge_migrates_then_serves_from_postgres_and_s3(sandbox_facts, stores):
@@ -179,7 +166,7 @@ def test_converge_migrates_then_serves_from_postgres_and_s3(sandbox_facts, store
 
     (job,) = jobs(sandbox_facts, stores["ns"]).values()
     assert "Complete" in conditions(job)
-    deployment = kube_get(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
+    deployment = api(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
     assert deployment["status"]["readyReplicas"] == 2
     assert {"Available", "Progressing"} <= conditions(deployment)
     # The migration ran before the server: the Job finished before any server pod was created.
@@ -226,14 +213,37 @@ def test_check_mode_on_the_deployment_reports_nothing_to_do(sandbox_facts, store
     assert writes_since(sandbox_facts, start, stores["ns"]) == []
 
 
-def test_config_change_rolls_the_pods_without_migrating(sandbox_facts, stores):
+def test_config_change_rolls_the_pods_without_migrating_and_serves_every_request(sandbox_facts, stores):
+    """RollingUpdate with maxSurge 1 / maxUnavailable 0: while the pods are replaced, clients calling the Service all
+    the time (a new connection each, as kube-proxy balances them) get every answer."""
     before = pod_state(sandbox_facts, stores["ns"])
-    result, start = converge(sandbox_facts, stores, mlflow_k8s_log_level="WARNING")
+    base = service_base(sandbox_facts, stores["ns"])
+    host = {"Host": f"mlflow.{stores['ns']}.svc.cluster.local:5000"}
+    answers: collections.Counter = collections.Counter()
+    done = threading.Event()
+
+    def client() -> None:
+        while not done.is_set():
+            request = urllib.request.Request(base + "/api/2.0/mlflow/experiments/search?max_results=1", headers=host)  # noqa: S310
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback sandbox
+                    answers[response.status] += 1
+            except Exception as exc:  # every failure counts, whatever it is
+                answers[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+            time.sleep(0.1)
+
+    threading.Thread(target=client, daemon=True).start()
+    try:
+        result, start = converge(sandbox_facts, stores, mlflow_k8s_log_level="WARNING")
+    finally:
+        done.set()
+        time.sleep(0.5)
     assert not result.failed, result.output[-4000:]
+    assert set(answers) == {200} and answers[200] > 20, answers
     after = pod_state(sandbox_facts, stores["ns"])
     assert len(after) == 2
     assert not set(after) & set(before), "the config change did not replace the pods"
-    config = kube_get(sandbox_facts, f"/api/v1/namespaces/{stores['ns']}/configmaps/mlflow-config")
+    config = api(sandbox_facts, f"/api/v1/namespaces/{stores['ns']}/configmaps/mlflow-config")
     assert config["data"]["MLFLOW_LOGGING_LEVEL"] == "WARNING"
     assert not [w for w in writes_since(sandbox_facts, start, stores["ns"]) if "/jobs" in w]
 
@@ -283,13 +293,13 @@ def test_broken_command_keeps_the_old_pods_serving_and_fails_with_the_reason(san
 def test_failed_migration_stops_before_the_rollout(sandbox_facts, stores):
     good = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": "3.17.2-build2"}
     before = pod_state(sandbox_facts, stores["ns"])
-    deployment = kube_get(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
+    deployment = api(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
     result, _ = converge(sandbox_facts, stores, **good, mlflow_k8s_db_name=stores["db"] + "_ro")
     assert result.failed
     message = " ".join(result.failure_messages())
     assert "migration job" in message and "failed" in message, message
     assert "permission denied" in message, "the Job's log tail should say why"
-    after = kube_get(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
+    after = api(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
     assert after["metadata"]["generation"] == deployment["metadata"]["generation"], "the Deployment changed"
     assert set(pod_state(sandbox_facts, stores["ns"])) == set(before)
     assert call(sandbox_facts, stores["ns"], "/version") == (200, b"3.17.2")
@@ -302,7 +312,7 @@ def test_teardown_removes_the_objects_and_keeps_the_data(sandbox_facts, stores):
     for path in (f"/apis/apps/v1/namespaces/{ns}/deployments/mlflow", f"/api/v1/namespaces/{ns}/services/mlflow",
                  f"/api/v1/namespaces/{ns}/secrets/mlflow-secrets", f"/api/v1/namespaces/{ns}/configmaps/mlflow-config"):  # fmt: skip
         with pytest.raises(urllib.error.HTTPError):
-            kube_get(sandbox_facts, path)
+            api(sandbox_facts, path)
     assert jobs(sandbox_facts, ns) == {}
     with admin_conn(sandbox_facts, stores["db"]) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from metrics")

@@ -60,7 +60,7 @@ def executed_tasks(result: PlayResult) -> list[str]:
 @pytest.fixture
 def sandbox(sandbox_facts):
     if "node" not in sandbox_facts["kubernetes"]:
-        pytest.skip("the sandbox kubelet needs root and iproute2")
+        pytest.skip("the sandbox's Kubernetes node needs root and iproute2")
     return sandbox_facts
 
 

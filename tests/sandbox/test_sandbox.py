@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Below Linux's ephemeral port range (32768-60999): make test runs these tests while another sandbox's
 # port-forward listeners and outgoing connections take ports from that range.
 PORTS = {"pg_port": 26432, "s3_port": 26333, "k8s_port": 26443, "weed_port_base": 26340}
+# The node imports only the pause image: these tests run no pod (tests/sandbox/test_cluster.py does).
+IMAGES = ["localhost/carbon254/pause:1"]
 
 
 # A CA bundle without the sandbox's CA: the system's public CAs.
@@ -50,7 +52,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> SandboxConfig:
-    return SandboxConfig(state_dir=tmp_path / "state", **PORTS)
+    return SandboxConfig(state_dir=tmp_path / "state", k8s_images=IMAGES, **PORTS)
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: S
         assert lines and all("127.0.0.1:" in line for line in lines), lines
 
     kube = facts["kubernetes"]
-    assert kube["url"] == f"http://127.0.0.1:{PORTS['k8s_port']}"
+    assert kube["url"] == f"https://127.0.0.1:{PORTS['k8s_port']}"
     assert stat.S_IMODE(Path(kube["kubeconfig"]).stat().st_mode) == 0o600
     config_doc = yaml.safe_load(Path(kube["kubeconfig"]).read_text())
     assert config_doc["clusters"][0]["cluster"]["server"] == kube["url"]
@@ -124,9 +126,8 @@ def test_up_answers_writes_facts_and_down_leaves_nothing(box: Sandbox, config: S
         for name in ("postgres", "s3", "kubernetes")
     }
 
-    node = box.service("kubernetes").node_name
-    if os.geteuid() == 0:  # the kubelet's node network exists only where the kubelet can run
-        assert node in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    node = box.service("kubernetes").nodes.netns
+    assert node in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert sorted(box.down()) == ["kubernetes", "postgres", "s3"]
     assert processes_mentioning(str(config.state_dir)) == []
     assert node not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -151,7 +152,7 @@ def test_a_fresh_checkout_at_the_same_place_starts_over(tmp_path: Path):
     also when PostgreSQL's data lives outside the checkout (a 0700 parent the postgres user cannot enter)."""
     private = tmp_path / "home"
     private.mkdir(mode=0o700)
-    config = SandboxConfig(state_dir=private / "checkout" / ".sandbox", **PORTS)
+    config = SandboxConfig(state_dir=private / "checkout" / ".sandbox", k8s_images=IMAGES, **PORTS)
     first = Sandbox(config)
     try:
         first.up()
@@ -210,9 +211,10 @@ def test_cli_status_exit_codes(tmp_path: Path):
     argv = [sys.executable, "-m", "sandbox", "--state-dir", str(state), "--pg-port", str(PORTS["pg_port"]),
             "--s3-port", str(PORTS["s3_port"]), "--k8s-port", str(PORTS["k8s_port"]),
             "--weed-port-base", str(PORTS["weed_port_base"])]  # fmt: skip
+    env = {**os.environ, "SANDBOX_K8S_IMAGES": ",".join(IMAGES)}
     try:
         assert subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, check=False).returncode == 1
-        up = subprocess.run([*argv, "up"], cwd=ROOT, capture_output=True, text=True, check=False)
+        up = subprocess.run([*argv, "up"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         assert up.returncode == 0, up.stderr
         assert "started postgres" in up.stdout and "started s3" in up.stdout
         status = subprocess.run([*argv, "status"], cwd=ROOT, capture_output=True, text=True, check=False)
@@ -240,7 +242,7 @@ def test_a_failing_test_leaves_no_process(tmp_path: Path):
         def box():
             sandbox = Sandbox(SandboxConfig(state_dir={str(state)!r}, pg_port={PORTS["pg_port"]},
                                             s3_port={PORTS["s3_port"]}, k8s_port={PORTS["k8s_port"]},
-                                            weed_port_base={PORTS["weed_port_base"]}))
+                                            weed_port_base={PORTS["weed_port_base"]}, k8s_images={IMAGES!r}))
             sandbox.up()
             yield sandbox
             sandbox.down()

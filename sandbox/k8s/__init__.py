@@ -1,4 +1,0 @@
-"""Kubernetes sandbox: an API server emulator (and, later, a process kubelet) for machines without a cluster.
-
-A test double, not a distribution: see sandbox/README.md.
-"""
