@@ -38,6 +38,10 @@ CNI_VERSION = "v1.10.0"
 CNI_PACKAGES = ["plugins/main/bridge", "plugins/main/loopback", "plugins/ipam/host-local", "plugins/meta/portmap"]
 CONTAINERD = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.4.2"
+# The Prometheus Operator release whose CRDs (example/prometheus-operator-crd in its module) the monitoring tests
+# install: the schemas the API server then validates ServiceMonitors and PrometheusRules against.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
 # Components of the multi-call binary, each a symlink to it (dispatch on argv[0]).
 COMPONENTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "etcd"]
 # Bump when the recipe below changes in a way the hashed inputs do not show.
@@ -159,6 +163,17 @@ def _go_install(out: Path, packages: list[str], tags: str, ldflags: str) -> None
          {"CGO_ENABLED": "0", "GOBIN": str(out)})  # fmt: skip
 
 
+def prometheus_operator_crds() -> Path:
+    """The directory of the pinned Prometheus Operator release's CRD manifests, from Go's module cache (downloaded
+    through the module proxy the first time)."""
+    out = _run([_go(), "mod", "download", "-json", f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION}"],
+               Path(tempfile.gettempdir()), env={"GOFLAGS": "-mod=mod", "GO111MODULE": "on"})  # fmt: skip
+    crds = Path(json.loads(out)["Dir"]) / "example" / "prometheus-operator-crd"
+    if not (crds / "monitoring.coreos.com_servicemonitors.yaml").is_file():
+        raise SandboxError(f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION} has no CRDs in {crds}")
+    return crds
+
+
 def build(say: Callable[[str], None] = print) -> Artifacts:
     """Build whatever is missing for the current inputs; return where everything is."""
     found = artifacts()
@@ -183,6 +198,7 @@ def build(say: Callable[[str], None] = print) -> Artifacts:
 
     if _into_place(found.containerd_dir, containerd):
         say(f"built containerd {CONTAINERD_VERSION} into {found.containerd_dir} in {time.monotonic() - started:.0f} s")
+    prometheus_operator_crds()  # into Go's module cache now, so that no test waits for the download
     return found
 
 

@@ -40,6 +40,8 @@ STAGES: dict[str, list[list[str]]] = {
         ["sh", "-c", 'test -z "$(gofmt -l sandbox/cluster)" || { gofmt -l sandbox/cluster; exit 1; }'],
         ["sh", "-c", "cd sandbox/cluster && CGO_ENABLED=0 go vet ./..."],
         [PY, "scripts/gen-k8s-replaces.py", "--check"],
+        # The Grafana dashboard is what grafana-foundation-sdk makes from scripts/gen-grafana-dashboard.py.
+        [PY, "scripts/gen-grafana-dashboard.py", "--check"],
     ],
     "sanity": [["bash", "scripts/ansible-test-sanity.sh"]],
     "unit": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/unit", "tests/sandbox"]],

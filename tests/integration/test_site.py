@@ -183,7 +183,7 @@ def test_tags_and_enabled_flags_select_the_roles(sandbox, tmp_path):
     # Every role off: nothing runs but the sandbox guard.
     flags = {
         f"{name}_enabled": False
-        for name in ("postgres_init", "minio_bucket", "mlflow_k8s", "cloudflare_dns", "mlflow_verify")
+        for name in ("postgres_init", "minio_bucket", "mlflow_k8s", "monitoring", "cloudflare_dns", "mlflow_verify")
     }
     result = play(SITE, extra=flags, tmp_path=tmp_path)
     assert not result.failed, result.failure_messages() or result.output[-3000:]
