@@ -42,7 +42,7 @@ datahub:
 
 # The sandbox's Kubernetes from upstream sources (sandbox/cluster, Go), containerd, the CNI plugins and the images
 # (pause, test tool, MLflow from images/mlflow/Containerfile), cached under /opt/carbon254-sandbox by their inputs:
-# cold 25-30 minutes on 2 cores (18 of them the Kubernetes build), then seconds. Needs Go on PATH.
+# cold 35-45 minutes on 2 cores (18 of them the Kubernetes build, ~10 Prometheus), then seconds. Needs Go on PATH.
 cluster: system-packages venv
 	@$(BIN)/python -m sandbox build
 

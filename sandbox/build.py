@@ -38,6 +38,11 @@ CNI_VERSION = "v1.10.0"
 CNI_PACKAGES = ["plugins/main/bridge", "plugins/main/loopback", "plugins/ipam/host-local", "plugins/meta/portmap"]
 CONTAINERD = "github.com/containerd/containerd/v2"
 CONTAINERD_VERSION = "v2.4.2"
+# Prometheus itself (Debian's 2.42 has no Kubernetes service discovery): the module's v0.3MM.P tags are release
+# 3.MM.P. The sandbox runs it as a pod (sandbox/images.py), discovering MLflow's pods through the API server.
+PROMETHEUS = "github.com/prometheus/prometheus"
+PROMETHEUS_VERSION = "v0.316.0"
+PROMETHEUS_RELEASE = "3.16.0"
 # The Prometheus Operator release whose CRDs (example/prometheus-operator-crd in its module) the monitoring tests
 # install: the schemas the API server then validates ServiceMonitors and PrometheusRules against.
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
@@ -89,6 +94,7 @@ class Artifacts:
     cluster_dir: Path  # cluster + component symlinks, pause, testtool
     cni_dir: Path
     containerd_dir: Path  # containerd, ctr, containerd-shim-runc-v2
+    prometheus_dir: Path  # prometheus, promtool
     version: str
 
     def component(self, name: str) -> Path:
@@ -110,6 +116,7 @@ def artifacts() -> Artifacts:
         cluster_dir=OPT / "cluster" / f"{version}-{key}",
         cni_dir=OPT / "cni" / f"{CNI_VERSION}-{_digest(RECIPE, *CNI_PACKAGES)}",
         containerd_dir=OPT / "containerd" / f"{CONTAINERD_VERSION}-{_digest(RECIPE)}",
+        prometheus_dir=OPT / "prometheus" / f"{PROMETHEUS_VERSION}-{_digest(RECIPE)}",
         version=version,
     )
 
@@ -198,6 +205,12 @@ def build(say: Callable[[str], None] = print) -> Artifacts:
 
     if _into_place(found.containerd_dir, containerd):
         say(f"built containerd {CONTAINERD_VERSION} into {found.containerd_dir} in {time.monotonic() - started:.0f} s")
+    started = time.monotonic()
+    prom = [f"{PROMETHEUS}/cmd/{name}@{PROMETHEUS_VERSION}" for name in ("prometheus", "promtool")]
+    prom_ld = f"-s -w -X github.com/prometheus/common/version.Version={PROMETHEUS_RELEASE}"
+    # netgo: pure-Go DNS; no builtinassets: the web UI's assets are not in the module, the HTTP API needs none.
+    if _into_place(found.prometheus_dir, lambda tmp: _go_install(tmp, prom, "netgo", prom_ld)):
+        say(f"built Prometheus {PROMETHEUS_RELEASE} into {found.prometheus_dir} in {time.monotonic() - started:.0f} s")
     prometheus_operator_crds()  # into Go's module cache now, so that no test waits for the download
     return found
 

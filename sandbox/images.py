@@ -3,7 +3,9 @@
 - `localhost/carbon254/pause:1`: the pod sandbox image, our static pause binary `FROM scratch`;
 - `localhost/carbon254/testtool:1`: a static test binary for the sandbox's own tests;
 - `ghcr.io/carbon254/mlflow:<version>`: the image users deploy, built from images/mlflow/Containerfile unchanged, on a
-  base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument.
+  base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument;
+- `localhost/carbon254/prometheus:<release>`: Prometheus built from its Go module, `FROM scratch`, for the monitoring
+  tests (Prometheus as a pod, discovering MLflow's pods through the API server as in a real cluster).
 
 Each is saved as an OCI archive under SANDBOX_OPT_PREFIX/images, named by a hash of its inputs, and `up` imports it
 into the node's containerd; a second build finds the archives and does nothing.
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .build import OPT, Artifacts
+from .build import OPT, PROMETHEUS_RELEASE, Artifacts
 from .config import REPO_ROOT
 from .node import hierarchies
 from .procs import SandboxError
@@ -47,6 +49,8 @@ BASE_SCRIPT = REPO_ROOT / "images" / "python-base" / "build.sh"
 BASE_IMAGE = "localhost/carbon254/python:3.11-bookworm"
 PAUSE = "localhost/carbon254/pause:1"
 TESTTOOL = "localhost/carbon254/testtool:1"
+# Prometheus built from its Go module (sandbox/build.py), FROM scratch: the monitoring tests run it as a pod.
+PROMETHEUS_IMAGE = f"localhost/carbon254/prometheus:{PROMETHEUS_RELEASE}"
 CGROUP_PARENT = "carbon254-image-build"
 RECIPE = "1"
 
@@ -154,6 +158,7 @@ def archives(bins: Artifacts) -> dict[str, Path]:
         PAUSE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
         TESTTOOL: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
         mlflow_image(): IMAGES / f"mlflow-{_key(BASE_SCRIPT.read_bytes(), *mlflow_inputs)}.tar",
+        PROMETHEUS_IMAGE: IMAGES / f"prometheus-{_key((bins.prometheus_dir / 'prometheus').read_bytes())}.tar",
     }
 
 
@@ -166,6 +171,8 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
         started = time.monotonic()
         if name in (PAUSE, TESTTOOL):
             _scratch_image(name, bins.cluster_dir / name.rsplit("/", 1)[1].split(":")[0], archive)
+        elif name == PROMETHEUS_IMAGE:
+            _scratch_image(name, bins.prometheus_dir / "prometheus", archive)
         else:
             _build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
             _save(name, archive)
