@@ -105,7 +105,11 @@ PANELS: list[dict] = [
         "unit": "none",
         "description": "Pods reporting each MLflow version (the mlflow_version label of MLflow's histogram).",
         "targets": [
-            ("{{mlflow_version}}", f"count by (mlflow_version) (mlflow_http_request_duration_seconds_count{{{SEL}}})")
+            (
+                "{{mlflow_version}}",
+                f"count by (mlflow_version) (group by (mlflow_version, pod) "
+                f"(mlflow_http_request_duration_seconds_count{{{SEL}}}))",
+            )
         ],
         "source": "mlflow",
     },

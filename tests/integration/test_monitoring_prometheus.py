@@ -14,6 +14,7 @@ role's objects in test_monitoring.py; the operator itself is not built into the 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -207,6 +208,28 @@ def test_every_dashboard_panel_query_has_data(sandbox_facts, deployment, prometh
         f'count by (mlflow_version) (mlflow_http_request_duration_seconds_count{{namespace="{deployment["ns"]}"}})',
     )
     assert version["metric"]["mlflow_version"] == "3.17.2"
+
+
+def test_dashboard_picture(sandbox_facts, deployment, prometheus):
+    """Only with MLFLOW_DASHBOARD_PICTURE=<png> (scripts/dashboard-picture.sh): a few minutes of uneven traffic, then
+    every panel drawn from this Prometheus' answers to the panel's own queries."""
+    out = os.environ.get("MLFLOW_DASHBOARD_PICTURE")
+    if not out:
+        pytest.skip("MLFLOW_DASHBOARD_PICTURE not set (scripts/dashboard-picture.sh sets it)")
+    from tests.integration.dashboard_picture import draw  # noqa: PLC0415
+
+    started = time.monotonic()
+    while time.monotonic() - started < 240:
+        minute = int((time.monotonic() - started) // 60)
+        traffic(sandbox_facts, deployment["ns"], rounds=5 * (1 + minute % 3))
+        time.sleep(2)
+    time.sleep(12)
+
+    def substitute(expr: str) -> str:
+        return expr.replace("$namespace", deployment["ns"]).replace("$job", "mlflow").replace("$__rate_interval", "1m")
+
+    draw(prometheus, json.loads(DASHBOARD.read_text()), substitute, ROOT / out, minutes=6, skipped=SKIPPED)
+    assert (ROOT / out).stat().st_size > 10_000
 
 
 def test_scaled_to_zero_mlflow_down_goes_pending_then_firing(sandbox_facts, deployment, prometheus):
