@@ -81,6 +81,18 @@ def s3_client(facts: dict):
                         aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
 
 
+def drop_stores(conn, client, bucket: str, dbs: list[str], user: str) -> None:
+    """Remove a test's bucket (every object in it first), its databases and its login, then close `conn`."""
+    for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+        client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+    with conn.cursor() as cur:
+        for db in dbs:
+            cur.execute(f"drop database if exists {db} with (force)")
+        cur.execute(f"drop role if exists {user}")
+    conn.close()
+
+
 def add_image_tag(facts: dict, tag: str) -> None:
     """A rebuilt image of the same MLflow under a new tag, as a registry would get it pushed."""
     tag_image(facts, "ghcr.io/carbon254/mlflow:3.17.2", f"ghcr.io/carbon254/mlflow:{tag}")
@@ -108,14 +120,7 @@ def stores(sandbox_facts):
     yield {**names, "s3": client}
     for ns in (names["ns"], names["auth_ns"]):
         delete_namespace(sandbox_facts, ns)
-    for obj in client.list_objects_v2(Bucket=names["bucket"]).get("Contents", []):
-        client.delete_object(Bucket=names["bucket"], Key=obj["Key"])
-    client.delete_bucket(Bucket=names["bucket"])
-    with conn.cursor() as cur:
-        for db in (names["db"], names["auth_db"], names["db"] + "_ro"):
-            cur.execute(f"drop database if exists {db} with (force)")
-        cur.execute(f"drop role if exists {names['user']}")
-    conn.close()
+    drop_stores(conn, client, names["bucket"], [names["db"], names["auth_db"], names["db"] + "_ro"], names["user"])
 
 
 def role_vars(facts: dict, stores: dict, **overrides: object) -> dict:

@@ -27,7 +27,7 @@ import yaml
 
 from sandbox.images import PROMETHEUS_IMAGE
 from tests.helpers import ROOT, run_role
-from tests.integration.test_mlflow_k8s import admin_conn, call, role_vars, s3_client
+from tests.integration.test_mlflow_k8s import admin_conn, call, drop_stores, role_vars, s3_client
 from tests.kube import api, delete_namespace, kubectl, service_base
 
 pytestmark = pytest.mark.integration
@@ -68,13 +68,7 @@ def deployment(sandbox_facts, tmp_path_factory):
         for ns in (stores["ns"], stores["prom_ns"]):
             delete_namespace(sandbox_facts, ns)
         kubectl(sandbox_facts, "delete", "clusterrolebinding,clusterrole", f"prometheus-{suffix}", "--ignore-not-found")
-        for obj in client.list_objects_v2(Bucket=stores["bucket"]).get("Contents", []):
-            client.delete_object(Bucket=stores["bucket"], Key=obj["Key"])
-        client.delete_bucket(Bucket=stores["bucket"])
-        with conn.cursor() as cur:
-            cur.execute(f"drop database if exists {stores['db']} with (force)")
-            cur.execute(f"drop role if exists {stores['user']}")
-        conn.close()
+        drop_stores(conn, client, stores["bucket"], [stores["db"]], stores["user"])
 
 
 def prometheus_objects(ns: str, suffix: str, scrape_dir: Path) -> list[dict]:
