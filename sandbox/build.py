@@ -43,10 +43,18 @@ CONTAINERD_VERSION = "v2.4.2"
 PROMETHEUS = "github.com/prometheus/prometheus"
 PROMETHEUS_VERSION = "v0.316.0"
 PROMETHEUS_RELEASE = "3.16.0"
-# The Prometheus Operator release whose CRDs (example/prometheus-operator-crd in its module) the monitoring tests
-# install: the schemas the API server then validates ServiceMonitors and PrometheusRules against.
+# The Prometheus Operator release the monitoring tests run: its CRDs (example/prometheus-operator-crd in its module),
+# the schemas the API server validates ServiceMonitors and PrometheusRules against, and the operator and its config
+# reloader built from the same module (cmd/operator, cmd/prometheus-config-reloader).
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
+# The two modules nested in it (pkg/apis/monitoring, pkg/client): its go.mod points them at its own subdirectories,
+# which a module's zip leaves out (so `go install ...@version` refuses it); the build takes them from the module
+# proxy at the same version instead.
+PROMETHEUS_OPERATOR_NESTED = ("pkg/apis/monitoring", "pkg/client")
+# kube-state-metrics, for the dashboard's replica and restart panels and the alerts that read its series.
+KUBE_STATE_METRICS = "k8s.io/kube-state-metrics/v2"
+KUBE_STATE_METRICS_VERSION = "v2.18.0"
 # Components of the multi-call binary, each a symlink to it (dispatch on argv[0]).
 COMPONENTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "etcd"]
 # Bump when the recipe below changes in a way the hashed inputs do not show.
@@ -95,6 +103,8 @@ class Artifacts:
     cni_dir: Path
     containerd_dir: Path  # containerd, ctr, containerd-shim-runc-v2
     prometheus_dir: Path  # prometheus, promtool
+    prometheus_operator_dir: Path  # operator, prometheus-config-reloader
+    kube_state_metrics_dir: Path  # kube-state-metrics
     version: str
 
     def component(self, name: str) -> Path:
@@ -117,6 +127,8 @@ def artifacts() -> Artifacts:
         cni_dir=OPT / "cni" / f"{CNI_VERSION}-{_digest(RECIPE, *CNI_PACKAGES)}",
         containerd_dir=OPT / "containerd" / f"{CONTAINERD_VERSION}-{_digest(RECIPE)}",
         prometheus_dir=OPT / "prometheus" / f"{PROMETHEUS_VERSION}-{_digest(RECIPE)}",
+        prometheus_operator_dir=OPT / "prometheus-operator" / f"{PROMETHEUS_OPERATOR_VERSION}-{_digest(RECIPE)}",
+        kube_state_metrics_dir=OPT / "kube-state-metrics" / f"{KUBE_STATE_METRICS_VERSION}-{_digest(RECIPE)}",
         version=version,
     )
 
@@ -170,15 +182,66 @@ def _go_install(out: Path, packages: list[str], tags: str, ldflags: str) -> None
          {"CGO_ENABLED": "0", "GOBIN": str(out)})  # fmt: skip
 
 
+def _module_dir(module: str, version: str) -> Path:
+    """A module's directory in Go's module cache (read-only; downloaded through the module proxy the first time)."""
+    out = _run([_go(), "mod", "download", "-json", f"{module}@{version}"], Path(tempfile.gettempdir()),
+               env={"GOFLAGS": "-mod=mod", "GO111MODULE": "on"})  # fmt: skip
+    return Path(json.loads(out)["Dir"])
+
+
+def prometheus_operator_module() -> Path:
+    """The pinned Prometheus Operator release's module: its CRDs, and its RBAC and Deployment manifests (example/)."""
+    return _module_dir(PROMETHEUS_OPERATOR, PROMETHEUS_OPERATOR_VERSION)
+
+
+def kube_state_metrics_module() -> Path:
+    """The pinned kube-state-metrics release's module: its manifests (examples/standard)."""
+    return _module_dir(KUBE_STATE_METRICS, KUBE_STATE_METRICS_VERSION)
+
+
 def prometheus_operator_crds() -> Path:
-    """The directory of the pinned Prometheus Operator release's CRD manifests, from Go's module cache (downloaded
-    through the module proxy the first time)."""
-    out = _run([_go(), "mod", "download", "-json", f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION}"],
-               Path(tempfile.gettempdir()), env={"GOFLAGS": "-mod=mod", "GO111MODULE": "on"})  # fmt: skip
-    crds = Path(json.loads(out)["Dir"]) / "example" / "prometheus-operator-crd"
+    """The directory of the pinned Prometheus Operator release's CRD manifests."""
+    crds = prometheus_operator_module() / "example" / "prometheus-operator-crd"
     if not (crds / "monitoring.coreos.com_servicemonitors.yaml").is_file():
         raise SandboxError(f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION} has no CRDs in {crds}")
     return crds
+
+
+def _build_in_module(module_dir: Path, out: Path, packages: dict[str, str], ldflags: str,
+                     dropreplace: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """`go build` of a module's `package main`s ({binary name: package directory}) in a writable copy of its
+    directory from the module cache, with its own go.mod and go.sum. For modules that `go install ...@version` does
+    not take: a go.mod with replace directives, or a registry that refuses the version list (`go install` reads it
+    for deprecation notices) while serving the version itself."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-module-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(module_dir, src)
+        for path in [src, *src.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        go = _go()
+        if dropreplace:
+            _run([go, "mod", "edit", *(f"-dropreplace={path}" for path in dropreplace)], src)
+        env = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        for name, package in packages.items():
+            _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out / name), package], src, env)
+
+
+def _build_prometheus_operator(out: Path) -> None:
+    """cmd/operator and cmd/prometheus-config-reloader of the pinned release. Its go.mod points the two nested
+    modules at subdirectories the module's zip does not carry: the build takes them from the module proxy at the
+    release's version instead (go.sum then gains their checksums, verified against sum.golang.org)."""
+    version = PROMETHEUS_OPERATOR_VERSION.removeprefix("v")
+    _build_in_module(prometheus_operator_module(), out,
+                     {name: f"./cmd/{name}" for name in ("operator", "prometheus-config-reloader")},
+                     f"-s -w -X github.com/prometheus/common/version.Version={version}",
+                     tuple(f"{PROMETHEUS_OPERATOR}/{nested}" for nested in PROMETHEUS_OPERATOR_NESTED))  # fmt: skip
+
+
+def _build_kube_state_metrics(out: Path) -> None:
+    """kube-state-metrics at the pinned release (its main package is the module's root). The module proxy serves
+    the version but refuses the module's version list, which `go install ...@version` reads."""
+    _build_in_module(kube_state_metrics_module(), out, {"kube-state-metrics": "."},
+                     f"-s -w -X github.com/prometheus/common/version.Version={KUBE_STATE_METRICS_VERSION}")  # fmt: skip
 
 
 def build(say: Callable[[str], None] = print) -> Artifacts:
@@ -211,7 +274,14 @@ def build(say: Callable[[str], None] = print) -> Artifacts:
     # netgo: pure-Go DNS; no builtinassets: the web UI's assets are not in the module, the HTTP API needs none.
     if _into_place(found.prometheus_dir, lambda tmp: _go_install(tmp, prom, "netgo", prom_ld)):
         say(f"built Prometheus {PROMETHEUS_RELEASE} into {found.prometheus_dir} in {time.monotonic() - started:.0f} s")
-    prometheus_operator_crds()  # into Go's module cache now, so that no test waits for the download
+    started = time.monotonic()
+    if _into_place(found.prometheus_operator_dir, _build_prometheus_operator):
+        say(f"built the Prometheus Operator {PROMETHEUS_OPERATOR_VERSION} into {found.prometheus_operator_dir} "
+            f"in {time.monotonic() - started:.0f} s")  # fmt: skip
+    started = time.monotonic()
+    if _into_place(found.kube_state_metrics_dir, _build_kube_state_metrics):
+        say(f"built kube-state-metrics {KUBE_STATE_METRICS_VERSION} into {found.kube_state_metrics_dir} "
+            f"in {time.monotonic() - started:.0f} s")  # fmt: skip
     return found
 
 

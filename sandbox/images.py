@@ -4,8 +4,13 @@
 - `localhost/carbon254/testtool:1`: a static test binary for the sandbox's own tests;
 - `ghcr.io/carbon254/mlflow:<version>`: the image users deploy, built from images/mlflow/Containerfile unchanged, on a
   base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument;
-- `localhost/carbon254/prometheus:<release>`: Prometheus built from its Go module, `FROM scratch`, for the monitoring
-  tests (Prometheus as a pod, discovering MLflow's pods through the API server as in a real cluster).
+- `localhost/carbon254/prometheus:<release>`: Prometheus built from its Go module, `FROM scratch` at /bin/prometheus,
+  for the monitoring tests (Prometheus as a pod, discovering MLflow's pods through the API server as in a real
+  cluster);
+- `localhost/carbon254/prometheus-operator:<version>` and `localhost/carbon254/prometheus-config-reloader:<version>`:
+  the Prometheus Operator and its reloader sidecar, each `FROM scratch` at /bin/<name> as upstream's images have them
+  (the operator gives the reloader container that command);
+- `localhost/carbon254/kube-state-metrics:<version>`, `FROM scratch`.
 
 Each is saved as an OCI archive under SANDBOX_OPT_PREFIX/images, named by a hash of its inputs, and `up` imports it
 into the node's containerd; a second build finds the archives and does nothing.
@@ -27,17 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import resource
 import shutil
 import ssl
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .build import OPT, PROMETHEUS_RELEASE, Artifacts
+from .build import KUBE_STATE_METRICS_VERSION, OPT, PROMETHEUS_OPERATOR_VERSION, PROMETHEUS_RELEASE, Artifacts
 from .config import REPO_ROOT
 from .node import hierarchies
 from .procs import SandboxError
@@ -51,6 +58,11 @@ PAUSE = "localhost/carbon254/pause:1"
 TESTTOOL = "localhost/carbon254/testtool:1"
 # Prometheus built from its Go module (sandbox/build.py), FROM scratch: the monitoring tests run it as a pod.
 PROMETHEUS_IMAGE = f"localhost/carbon254/prometheus:{PROMETHEUS_RELEASE}"
+PROMETHEUS_OPERATOR_IMAGE = f"localhost/carbon254/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
+CONFIG_RELOADER_IMAGE = f"localhost/carbon254/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
+KUBE_STATE_METRICS_IMAGE = f"localhost/carbon254/kube-state-metrics:{KUBE_STATE_METRICS_VERSION}"
+# Images only the monitoring tests run: `up` leaves them out and those tests import them (KubeCluster.import_images).
+ON_DEMAND = frozenset({PROMETHEUS_IMAGE, PROMETHEUS_OPERATOR_IMAGE, CONFIG_RELOADER_IMAGE, KUBE_STATE_METRICS_IMAGE})
 CGROUP_PARENT = "carbon254-image-build"
 RECIPE = "1"
 
@@ -122,11 +134,12 @@ def _save(image: str, archive: Path) -> None:
     tmp.rename(archive)
 
 
-def _scratch_image(name: str, binary: Path, archive: Path) -> None:
+def _scratch_image(name: str, binary: Path, archive: Path, directory: str = "/") -> None:
     with tempfile.TemporaryDirectory(prefix="sandbox-image-") as context:
         shutil.copy2(binary, Path(context) / binary.name)
+        target = f"{directory.rstrip('/')}/{binary.name}"
         (Path(context) / "Containerfile").write_text(
-            f'FROM scratch\nCOPY {binary.name} /{binary.name}\nENTRYPOINT ["/{binary.name}"]\n'
+            f'FROM scratch\nCOPY {binary.name} {target}\nENTRYPOINT ["{target}"]\n'
         )
         _build("-t", name, context)
     _save(name, archive)
@@ -158,8 +171,31 @@ def archives(bins: Artifacts) -> dict[str, Path]:
         PAUSE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
         TESTTOOL: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
         mlflow_image(): IMAGES / f"mlflow-{_key(BASE_SCRIPT.read_bytes(), *mlflow_inputs)}.tar",
-        PROMETHEUS_IMAGE: IMAGES / f"prometheus-{_key((bins.prometheus_dir / 'prometheus').read_bytes())}.tar",
+        **{
+            image: IMAGES / f"{name}-{_key(inside, (directory / name).read_bytes())}.tar"
+            for image, (directory, name, inside) in _scratch_images(bins).items()
+        },
     }
+
+
+def _scratch_images(bins: Artifacts) -> dict[str, tuple[Path, str, str]]:
+    """Image -> (directory, binary, the directory it has in the image) for the monitoring components. Prometheus at
+    /bin/prometheus as in upstream's image: the operator mounts the data volume at /prometheus."""
+    return {
+        PROMETHEUS_IMAGE: (bins.prometheus_dir, "prometheus", "/bin"),
+        PROMETHEUS_OPERATOR_IMAGE: (bins.prometheus_operator_dir, "operator", "/bin"),
+        CONFIG_RELOADER_IMAGE: (bins.prometheus_operator_dir, "prometheus-config-reloader", "/bin"),
+        KUBE_STATE_METRICS_IMAGE: (bins.kube_state_metrics_dir, "kube-state-metrics", "/"),
+    }
+
+
+def archive_digest(archive: Path) -> str:
+    """The manifest digest of an OCI archive's image: what containerd lists for it once imported."""
+    with tarfile.open(archive) as tar:
+        index = tar.extractfile("index.json")
+        if index is None:
+            raise SandboxError(f"{archive} has no index.json: not an OCI archive")
+        return json.load(index)["manifests"][0]["digest"]
 
 
 def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[str, Path]:
@@ -171,8 +207,9 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
         started = time.monotonic()
         if name in (PAUSE, TESTTOOL):
             _scratch_image(name, bins.cluster_dir / name.rsplit("/", 1)[1].split(":")[0], archive)
-        elif name == PROMETHEUS_IMAGE:
-            _scratch_image(name, bins.prometheus_dir / "prometheus", archive)
+        elif name in _scratch_images(bins):
+            directory, binary, inside = _scratch_images(bins)[name]
+            _scratch_image(name, directory / binary, archive, inside)
         else:
             _build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
             _save(name, archive)

@@ -353,17 +353,34 @@ class KubeCluster:
 
         wait_until(ready, self.config.ready_timeout, "containerd in the sandbox node")
 
-    def _import_images(self, bins: build.Artifacts) -> None:
-        """The locally built images (there is no registry to pull from), unless containerd has them already."""
+    def _import_images(self, bins: build.Artifacts, names: list[str] | None = None) -> None:
+        """The locally built images (there is no registry to pull from), unless containerd has them already: `names`,
+        or those `up` brings (SANDBOX_K8S_IMAGES, else all but the monitoring tests' images, which they import)."""
         from . import images  # noqa: PLC0415
 
-        present = set(self._ctr(bins, "images", "ls", "-q").stdout.split())
+        # name -> digest of what the node has; a rebuilt image under the same name replaces it.
+        listed = self._ctr(bins, "images", "ls").stdout.splitlines()[1:]
+        present = {fields[0]: fields[2] for fields in (line.split() for line in listed) if len(fields) > 2}
         for name, archive in images.archives(bins).items():
-            if name in present or (self.images is not None and name not in self.images):
+            if names is not None:
+                wanted = name in names
+            else:
+                wanted = name in self.images if self.images is not None else name not in images.ON_DEMAND
+            if not wanted or present.get(name) == images.archive_digest(archive):
                 continue
             proc = self._ctr(bins, "images", "import", "--local", str(archive))
             if proc.returncode != 0:
                 raise SandboxError(f"importing {archive} into the node's containerd failed: {proc.stderr.strip()}")
+
+    def import_images(self, names: list[str]) -> None:
+        """Images `up` leaves out (images.ON_DEMAND), into the running node, for the tests that run them."""
+        from . import images  # noqa: PLC0415
+
+        bins = build.artifacts()
+        unknown = set(names) - set(images.archives(bins))
+        if unknown:
+            raise SandboxError(f"no such sandbox image: {', '.join(sorted(unknown))}")
+        self._import_images(bins, names)
 
     def tag_image(self, source: str, target: str) -> None:
         """Another name for an image in the node, as a registry would hold a rebuilt tag (tests of version changes)."""

@@ -70,5 +70,12 @@ def tag_image(facts: dict, source: str, target: str) -> None:
     Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes").tag_image(source, target)
 
 
+def import_images(facts: dict, names: list[str]) -> None:
+    """Images the sandbox's `up` leaves out (sandbox.images.ON_DEMAND), into its node."""
+    from sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+
+    Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes").import_images(names)
+
+
 def kubeconfig(facts: dict) -> Path:
     return Path(facts["kubernetes"]["kubeconfig"])
