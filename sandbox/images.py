@@ -13,7 +13,9 @@
 - `localhost/carbon254/kube-state-metrics:<version>`, `FROM scratch`.
 
 Each is saved as an OCI archive under SANDBOX_OPT_PREFIX/images, named by a hash of its inputs, and `up` imports it
-into the node's containerd; a second build finds the archives and does nothing.
+into the node's containerd (the monitoring tests' images, ON_DEMAND, only when those tests ask), again whenever the
+archive's manifest digest differs from the node's image of that name; a second build finds the archives and does
+nothing.
 
 How podman (Debian's 4.3) is run here, and why:
 - a store of its own under SANDBOX_OPT_PREFIX/podman (graph root, temporary files), never the machine's shared
