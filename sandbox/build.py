@@ -282,6 +282,10 @@ def build(say: Callable[[str], None] = print) -> Artifacts:
     if _into_place(found.kube_state_metrics_dir, _build_kube_state_metrics):
         say(f"built kube-state-metrics {KUBE_STATE_METRICS_VERSION} into {found.kube_state_metrics_dir} "
             f"in {time.monotonic() - started:.0f} s")  # fmt: skip
+    # The two modules' manifests (CRDs, RBAC, Deployments) the monitoring tests apply: into Go's module cache now
+    # (a no-op when there), also when the binaries were built before, so that no test waits for a download.
+    prometheus_operator_crds()
+    kube_state_metrics_module()
     return found
 
 

@@ -209,8 +209,8 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
         started = time.monotonic()
         if name in (PAUSE, TESTTOOL):
             _scratch_image(name, bins.cluster_dir / name.rsplit("/", 1)[1].split(":")[0], archive)
-        elif name in _scratch_images(bins):
-            directory, binary, inside = _scratch_images(bins)[name]
+        elif scratch := _scratch_images(bins).get(name):
+            directory, binary, inside = scratch
             _scratch_image(name, directory / binary, archive, inside)
         else:
             _build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))

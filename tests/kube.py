@@ -63,18 +63,21 @@ def kubectl(facts: dict, *args: str, timeout: float = 120) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
 
 
-def tag_image(facts: dict, source: str, target: str) -> None:
-    """A rebuilt image under a new tag in the sandbox node, as a registry would get it pushed."""
+def _kubernetes(facts: dict):
+    """The sandbox's Kubernetes service object, for what only the node can do (its containerd's images)."""
     from sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
 
-    Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes").tag_image(source, target)
+    return Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes")
+
+
+def tag_image(facts: dict, source: str, target: str) -> None:
+    """A rebuilt image under a new tag in the sandbox node, as a registry would get it pushed."""
+    _kubernetes(facts).tag_image(source, target)
 
 
 def import_images(facts: dict, names: list[str]) -> None:
     """Images the sandbox's `up` leaves out (sandbox.images.ON_DEMAND), into its node."""
-    from sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
-
-    Sandbox(SandboxConfig(state_dir=Path(facts["state_dir"]))).service("kubernetes").import_images(names)
+    _kubernetes(facts).import_images(names)
 
 
 def kubeconfig(facts: dict) -> Path:

@@ -46,9 +46,9 @@ SELECTOR = {"release": "kube-prometheus-stack"}
 ADMIN = ("admin", "Prom-admin-pw-7")
 
 
-def apply(facts: dict, objects: list[dict], path: Path, *extra: str) -> None:
+def apply(facts: dict, objects: list[dict], path: Path) -> None:
     path.write_text(json.dumps(monitoring_stack.as_list(objects)))
-    proc = kubectl(facts, "apply", *extra, "-f", str(path))
+    proc = kubectl(facts, "apply", "-f", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -206,11 +206,7 @@ def prometheus(sandbox_facts, deployment, tmp_path_factory):
         created.add("crds")
     for ns in (prom_ns, op_ns):
         api(sandbox_facts, "/api/v1/namespaces", method="POST", body={"metadata": {"name": ns}})
-    apply(
-        sandbox_facts,
-        plain_prometheus_objects(prom_ns, deployment["suffix"], deployment["scrape_dir"]),
-        tmp / "plain.json",
-    )
+    apply(sandbox_facts, plain_prometheus_objects(prom_ns, suffix, deployment["scrape_dir"]), tmp / "plain.json")
     # The operator's CRDs appear, and the role's second run takes the operator's path.
     proc = kubectl(sandbox_facts, "apply", "--server-side", "-f", str(prometheus_operator_crds()), timeout=180)
     assert proc.returncode == 0, proc.stderr
@@ -218,14 +214,11 @@ def prometheus(sandbox_facts, deployment, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     result = run_role("monitoring", monitoring_vars(sandbox_facts, deployment))
     assert not result.failed and result.changed, result.output[-4000:]
-    stack = monitoring_stack.operator_objects(op_ns, suffix) + monitoring_stack.kube_state_metrics_objects(
-        op_ns, suffix
-    )
+    stack = [*monitoring_stack.operator_objects(op_ns, suffix),
+             *monitoring_stack.kube_state_metrics_objects(op_ns, suffix),
+             *monitoring_stack.prometheus_objects(op_ns, suffix, SELECTOR),
+             *monitoring_stack.service_monitors(op_ns, SELECTOR)]  # fmt: skip
     apply(sandbox_facts, stack, tmp / "stack.json")
-    prometheus = monitoring_stack.prometheus_objects(op_ns, suffix, SELECTOR) + monitoring_stack.service_monitors(
-        op_ns, SELECTOR
-    )
-    apply(sandbox_facts, prometheus, tmp / "prometheus.json")
     for ns, what in ((prom_ns, "deployment/prometheus"), (op_ns, "deployment/prometheus-operator"),
                      (op_ns, "deployment/kube-state-metrics")):  # fmt: skip
         proc = kubectl(sandbox_facts, "rollout", "status", "-n", ns, what, "--timeout=180s", timeout=200)
