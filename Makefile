@@ -9,13 +9,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster ee venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
 	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
 	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
 	@echo "make demo-down - remove the demo deployment, its database and bucket, and stop the sandbox"
 	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, quickstart (what CI runs)"
+	@echo "make ee        - the execution environment image for AWX (execution-environment.yml), built with podman here"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
 
 setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub cluster
@@ -39,6 +40,11 @@ mlflow-client:
 # own, as for checkov: it takes mlflow-skinny 2.20.
 datahub:
 	@scripts/install-opt-venv.sh datahub -r tests/demo/datahub-requirements.txt
+
+# The execution environment AWX runs the job templates in (execution-environment.yml): the collection's tarball,
+# `ansible-builder create`, podman on the debootstrap base; cached under /opt/carbon254-sandbox/images by its inputs.
+ee: cluster
+	@$(BIN)/python -m sandbox ee
 
 # The sandbox's Kubernetes from upstream sources (sandbox/cluster, Go), containerd, the CNI plugins and the images
 # (pause, test tool, MLflow from images/mlflow/Containerfile), cached under /opt/carbon254-sandbox by their inputs:

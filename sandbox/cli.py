@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build
+from . import build, ee
 from .config import SandboxConfig
 from .core import Sandbox
 from .procs import SandboxError
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the Kubernetes binaries and images from sources, once (make setup runs it)")
+    sub.add_parser("ee", help="build the execution environment (execution-environment.yml) for this checkout")
     sub.add_parser("up", help="start every service and wait until it answers; idempotent")
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--purge", action="store_true", help="also delete the state directory (data, credentials)")
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     service_url.add_argument("namespace")
     service_url.add_argument("name")
     service_url.add_argument("--port", type=int, help="Service port (default: its first port)")
+    service_url.add_argument(
+        "--lazy",
+        action="store_true",
+        help="look the Service up at each connection: the URL works once the Service exists",
+    )
     kubectl = sub.add_parser("kubectl", help="the kubectl the sandbox built, with its admin kubeconfig")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -109,7 +115,7 @@ def _service_url(sandbox: Sandbox, args: argparse.Namespace) -> int:
     if not kube.is_running():
         print("the sandbox is not up: run `python -m sandbox up`", file=sys.stderr)
         return 1
-    print(kube.service_url(args.namespace, args.name, args.port))
+    print(kube.service_url(args.namespace, args.name, args.port, lazy=args.lazy))
     return 0
 
 
@@ -136,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         from .build import main as build_main  # noqa: PLC0415 - only this command needs it
 
         return build_main()
+    if args.command == "ee":
+        try:
+            return ee.main()
+        except SandboxError as exc:
+            print(f"sandbox: {exc}", file=sys.stderr)
+            return 2
     try:
         return COMMANDS[args.command](Sandbox(_config(args)), args)
     except (SandboxError, ValueError) as exc:

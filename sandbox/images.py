@@ -85,8 +85,8 @@ def _key(*parts: bytes | str) -> str:
     return sha.hexdigest()[:12]
 
 
-def _podman(*args: str, timeout: float = 3600) -> str:
-    """One podman command in its own PID and mount namespaces, on the sandbox's private store."""
+def podman_argv(*args: str) -> list[str]:
+    """The command line of one podman command in its own PID and mount namespaces, on the sandbox's private store."""
     if shutil.which("podman") is None:
         raise SandboxError("podman is missing: `make setup` installs it (Debian package podman)")
     for sub in ("storage", "run", "tmp"):
@@ -94,21 +94,26 @@ def _podman(*args: str, timeout: float = 3600) -> str:
     run, tmp = PODMAN_ROOT / "run", PODMAN_ROOT / "tmp"
     script = 'set -e; mount -t tmpfs -o mode=0700 carbon254-podman "$1"; mkdir -p "$1/runc"; shift; exec "$@"'
     store = ["--root", str(PODMAN_ROOT / "storage"), "--runroot", str(run), "--tmpdir", str(tmp)]
-    argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
+    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
             "sh", "-c", script, "sh", str(run), "env", f"TMPDIR={tmp}", "podman", *store,
             "--storage-driver", "overlay", *args]  # fmt: skip
+
+
+def podman(*args: str, timeout: float = 3600) -> str:
+    """One podman command (podman_argv), its output; an error with its output when it fails."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(podman_argv(*args), capture_output=True, text=True, timeout=timeout, check=False)
     finally:
-        _remove_build_cgroups()
+        remove_cgroups(CGROUP_PARENT)
     if proc.returncode != 0:
         raise SandboxError(f"podman {' '.join(args[:3])} ... failed:\n{proc.stdout[-3000:]}{proc.stderr[-5000:]}")
     return proc.stdout
 
 
-def _remove_build_cgroups() -> None:
+def remove_cgroups(parent: str) -> None:
+    """Remove the (empty) cgroup subtree `parent` that podman's containers ran under, in every hierarchy."""
     for root in hierarchies():
-        base = root / CGROUP_PARENT
+        base = root / parent
         if base.is_dir():
             for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 with contextlib.suppress(OSError):
@@ -117,22 +122,28 @@ def _remove_build_cgroups() -> None:
                 base.rmdir()
 
 
-def _build(*args: str) -> None:
+def container_flags(cgroup_parent: str) -> list[str]:
+    """What every container podman starts here needs: runc (crun fails on this VM's hybrid cgroups) with its state
+    on the command's tmpfs, explicit ulimits (podman's defaults are refused), and a cgroup parent of ours."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    flags = ["--pull=never", "--runtime", "runc", "--runtime-flag", f"root={PODMAN_ROOT / 'run' / 'runc'}",
-             "--network", "host", "--ulimit", f"nofile={hard}:{hard}", "--ulimit", "nproc=32768:32768",
-             "--cgroup-parent", f"/{CGROUP_PARENT}", "--layers", "--rm", "--force-rm"]  # fmt: skip
+    return ["--runtime", "runc", "--runtime-flag", f"root={PODMAN_ROOT / 'run' / 'runc'}",
+            "--ulimit", f"nofile={hard}:{hard}", "--ulimit", "nproc=32768:32768",
+            "--cgroup-parent", f"/{cgroup_parent}"]  # fmt: skip
+
+
+def podman_build(*args: str) -> None:
+    flags = ["--pull=never", *container_flags(CGROUP_PARENT), "--network", "host", "--layers", "--rm", "--force-rm"]
     bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     if Path(bundle).is_file():
         flags += ["-v", f"{bundle}:/etc/ssl/certs/ca-certificates.crt:ro"]
-    _podman("build", *flags, *args)
+    podman("build", *flags, *args)
 
 
-def _save(image: str, archive: Path) -> None:
+def save_archive(image: str, archive: Path) -> None:
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(archive.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    _podman("save", "--format", "oci-archive", "-o", str(tmp), image)
+    podman("save", "--format", "oci-archive", "-o", str(tmp), image)
     tmp.rename(archive)
 
 
@@ -143,15 +154,15 @@ def _scratch_image(name: str, binary: Path, archive: Path, directory: str = "/")
         (Path(context) / "Containerfile").write_text(
             f'FROM scratch\nCOPY {binary.name} {target}\nENTRYPOINT ["{target}"]\n'
         )
-        _build("-t", name, context)
-    _save(name, archive)
+        podman_build("-t", name, context)
+    save_archive(name, archive)
 
 
 def base_image() -> str:
     """The MLflow image's base (PYTHON_IMAGE), made with debootstrap once and imported into podman's store."""
     key = _key(BASE_SCRIPT.read_bytes())
     tag = f"{BASE_IMAGE}-{key}"
-    exists = _podman("images", "--format", "{{.Repository}}:{{.Tag}}")
+    exists = podman("images", "--format", "{{.Repository}}:{{.Tag}}")
     if tag in exists.split():
         return tag
     archive = IMAGES / f"python-base-{key}.tar"
@@ -161,7 +172,7 @@ def base_image() -> str:
                               check=False)  # fmt: skip
         if proc.returncode != 0:
             raise SandboxError(f"building the base image failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    _podman("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    podman("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', str(archive), tag)  # fmt: skip
     return tag
 
@@ -213,7 +224,7 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
             directory, binary, inside = scratch
             _scratch_image(name, directory / binary, archive, inside)
         else:
-            _build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
-            _save(name, archive)
+            podman_build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
+            save_archive(name, archive)
         say(f"built image {name} ({archive.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
     return wanted
