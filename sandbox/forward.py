@@ -5,8 +5,10 @@
 
 `--into`: listen on the host (127.0.0.1) and connect inside the node, e.g. the API server, or a Service's ClusterIP
 (kube-proxy's rules in the node then pick a ready pod, as for any client in a cluster). A listening port 0 takes a
-free one, written to --port-file. `--out`: listen inside the node and connect on the host, e.g. the pods' way to the
-sandbox's PostgreSQL and S3 on 127.0.0.1.
+free one, written to --port-file. A target `service:NAMESPACE/NAME:PORT` is looked up through the API server
+(--api-url, --api-ca, --api-cert, --api-key) at each connection: the address exists before the Service does, as a
+load balancer's would (a job that creates the Service can then reach it). `--out`: listen inside the node and
+connect on the host, e.g. the pods' way to the sandbox's PostgreSQL and S3 on 127.0.0.1.
 
 Each socket is made in the namespace it belongs to (setns(2) around its creation; the process is single-threaded),
 so bytes pass through untouched: TLS and client certificates work end to end. --marker is only there so that the
@@ -19,9 +21,12 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import socket
+import ssl
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +75,27 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def _serve(spaces: Namespaces, listen: tuple[str, int], target: tuple[str, int], into: bool,
+class ServiceTarget:
+    """`service:NAMESPACE/NAME:PORT`: the Service's ClusterIP, asked of the API server when a connection comes."""
+
+    def __init__(self, spec: str, args: argparse.Namespace) -> None:
+        ref, _, port = spec.removeprefix("service:").rpartition(":")
+        self.namespace, _, self.name = ref.partition("/")
+        self.port = int(port)
+        self.url = args.api_url
+        self.context = ssl.create_default_context(cafile=args.api_ca)
+        self.context.load_cert_chain(args.api_cert, args.api_key)
+
+    def resolve(self) -> tuple[str, int]:
+        path = f"{self.url}/api/v1/namespaces/{self.namespace}/services/{self.name}"
+        with urllib.request.urlopen(path, context=self.context, timeout=5) as response:  # noqa: S310 - the sandbox's API
+            address = json.loads(response.read())["spec"].get("clusterIP", "")
+        if not address or address == "None":
+            raise OSError(f"Service {self.namespace}/{self.name} has no ClusterIP")
+        return address, self.port
+
+
+async def _serve(spaces: Namespaces, listen: tuple[str, int], target: tuple[str, int] | ServiceTarget, into: bool,
                  port_file: Path | None) -> asyncio.Server:  # fmt: skip
     with spaces.inside(node=not into):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -86,10 +111,13 @@ async def _serve(spaces: Namespaces, listen: tuple[str, int], target: tuple[str,
         with spaces.inside(node=into):
             upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         upstream.setblocking(False)
+        address = target
         try:
-            await asyncio.wait_for(loop.sock_connect(upstream, target), timeout=10)
+            if isinstance(target, ServiceTarget):
+                address = await loop.run_in_executor(None, target.resolve)
+            await asyncio.wait_for(loop.sock_connect(upstream, address), timeout=10)
         except (TimeoutError, OSError) as exc:
-            print(f"connect {target[0]}:{target[1]}: {exc}", file=sys.stderr, flush=True)
+            print(f"connect {address}: {exc}", file=sys.stderr, flush=True)
             upstream.close()
             client_writer.close()
             return
@@ -105,7 +133,8 @@ async def _main(args: argparse.Namespace) -> None:
     for spec in args.into:
         listen, _, target = spec.partition("=")
         port_file = Path(args.port_file) if args.port_file else None
-        servers.append(await _serve(spaces, _address(listen), _address(target), True, port_file))
+        resolved = ServiceTarget(target, args) if target.startswith("service:") else _address(target)
+        servers.append(await _serve(spaces, _address(listen), resolved, True, port_file))
     for spec in args.out:
         listen, _, target = spec.partition("=")
         servers.append(await _serve(spaces, _address(listen), _address(target), False, None))
@@ -120,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", action="append", default=[], help="NODEADDR:PORT=HOST:PORT")
     parser.add_argument("--port-file", help="where to write the (first --into) listening port")
     parser.add_argument("--marker", help="ignored: lets the sandbox recognise this process")
+    for name in ("url", "ca", "cert", "key"):
+        parser.add_argument(f"--api-{name}", help="the API server and the client identity for service: targets")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args))

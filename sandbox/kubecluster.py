@@ -452,26 +452,38 @@ class KubeCluster:
         except (OSError, ValueError):
             return {}
 
-    def service_url(self, namespace: str, name: str, port: int | None = None) -> str:
+    def service_url(self, namespace: str, name: str, port: int | None = None, lazy: bool = False) -> str:
         """http://127.0.0.1:<port> forwarding into the node to the Service's ClusterIP (kube-proxy picks a pod).
 
-        One forwarder per Service port, kept until `down`; asking again returns the same URL.
+        One forwarder per Service port, kept until `down`; asking again returns the same URL. `lazy` (port needed):
+        the Service is looked up at each connection, so the URL exists before the Service does.
         """
-        service = json.loads(self.get(f"/api/v1/namespaces/{namespace}/services/{name}"))
-        ports = service["spec"].get("ports", [])
-        chosen = next((p for p in ports if port is None or p["port"] == port), None)
-        if chosen is None or not service["spec"].get("clusterIP") or service["spec"]["clusterIP"] == "None":
-            raise SandboxError(f"Service {namespace}/{name} has no ClusterIP port {port or ''}".strip())
-        key = f"{namespace}/{name}:{chosen['port']}"
+        if lazy:
+            if port is None:
+                raise SandboxError("a lazy Service URL needs the Service's port")
+            key, target = f"{namespace}/{name}:{port}:lazy", f"service:{namespace}/{name}:{port}"
+            pki = self.pki_dir
+            api = ["--api-url", self.url, "--api-ca", str(pki / "ca.crt"),
+                   "--api-cert", str(pki / "admin.crt"), "--api-key", str(pki / "admin.key")]  # fmt: skip
+        else:
+            service = json.loads(self.get(f"/api/v1/namespaces/{namespace}/services/{name}"))
+            ports = service["spec"].get("ports", [])
+            chosen = next((p for p in ports if port is None or p["port"] == port), None)
+            if chosen is None or not service["spec"].get("clusterIP") or service["spec"]["clusterIP"] == "None":
+                raise SandboxError(f"Service {namespace}/{name} has no ClusterIP port {port or ''}".strip())
+            key, target, api = (
+                f"{namespace}/{name}:{chosen['port']}",
+                f"{service['spec']['clusterIP']}:{chosen['port']}",
+                [],
+            )
         forwards = self._forwards()
         known = forwards.get(key)
-        target = f"{service['spec']['clusterIP']}:{chosen['port']}"
         if known and known.get("target") == target and self.marker in cmdline(known["pid"]):
             return f"http://{self.config.host}:{known['port']}"
         port_file = self.base / f"forward-{hashlib.sha256(key.encode()).hexdigest()[:8]}.port"
         port_file.unlink(missing_ok=True)
         argv = [_python(), "-m", "sandbox.forward", "--netns", str(self.nodes.netns_path), "--marker", self.marker,
-                "--into", f"{self.config.host}:0={target}", "--port-file", str(port_file)]  # fmt: skip
+                "--into", f"{self.config.host}:0={target}", "--port-file", str(port_file), *api]  # fmt: skip
         proc = spawn(argv, self.logs / "forwards.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
         wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 10, f"a forward to Service {key}")
         forwards[key] = {"pid": proc.pid, "port": int(port_file.read_text()), "target": target}

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers import BIN, ROOT, PlayResult, ansible_env
+from tests.kube import writes_since
 
 pytestmark = pytest.mark.integration
 SITE = ROOT / "playbooks" / "site.yml"
@@ -135,6 +137,17 @@ def vault_inventory(tmp_path: Path, content: dict) -> tuple[Path, Path]:
                    cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=True)  # fmt: skip
     assert vault.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
     return inventory, password_file
+
+
+def test_teardown_validates_its_inputs_before_removing_anything(sandbox, tmp_path):
+    started = time.time()
+    result = play(
+        ROOT / "playbooks" / "teardown.yml", extra={"mlflow_teardown_delete_data": "maybe"}, tmp_path=tmp_path
+    )
+    assert result.failed
+    assert any("mlflow_teardown_delete_data" in message for message in result.failure_messages()), result.output[-3000:]
+    assert executed_tasks(result) == ["Validate the inputs before anything is removed"]
+    assert writes_since(sandbox, started) == []
 
 
 def test_secrets_come_from_an_ansible_vault_file(sandbox, tmp_path):
