@@ -5,14 +5,15 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# Ansible reads the collection from this checkout (see scripts/collection-path.sh) and never asks Galaxy.
+# Ansible reads the collection from this checkout (linked below as .cache/collections/.../carbon254/mlflow) and never
+# asks Galaxy.
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster ee venv checkov-venv test lint sanity unit integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster ee venv checkov-venv test lint sanity unit sandbox integration molecule quickstart build sandbox-up sandbox-down sandbox-status constraints clean
 
 help:
-	@echo "make setup     - virtualenv with pinned tools + Debian packages (postgresql, prometheus); idempotent"
+	@echo "make setup     - virtualenv with pinned tools, Debian packages, the sandbox's builds; idempotent"
 	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
 	@echo "make demo-down - remove the demo deployment, its database and bucket, and stop the sandbox"
 	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, quickstart (what CI runs)"
@@ -22,7 +23,7 @@ help:
 setup: system-packages venv checkov-venv sandbox-mlflow mlflow-client datahub cluster
 
 system-packages:
-	@scripts/install-system-packages.sh postgresql prometheus python3-venv iproute2 util-linux chromium \
+	@scripts/install-system-packages.sh postgresql python3-venv iproute2 util-linux chromium \
 	  runc iptables podman debootstrap
 
 # MLflow as a plain process, for the module tests outside Kubernetes (tests/integration/test_mlflow_modules.py) and
@@ -102,7 +103,7 @@ demo-down:
 test: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py
 
-lint sanity unit build integration molecule quickstart: setup .cache/collections/ansible_collections/carbon254/mlflow
+lint sanity unit sandbox build integration molecule quickstart: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py $@
 
 sandbox-up: setup

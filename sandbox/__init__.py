@@ -1,4 +1,5 @@
-"""carbon254.mlflow sandbox: local stand-ins for the services the collection talks to (a test double).
+"""carbon254.mlflow's sandbox: real PostgreSQL, S3 (SeaweedFS) and an upstream Kubernetes on 127.0.0.1, for the tests
+and `make demo`.
 
 Not part of the built collection (galaxy.yml build_ignore). See sandbox/README.md.
 """

@@ -1,8 +1,8 @@
 """The requests the sandbox's API server received, from its own audit log (kube-apiserver --audit-log-path).
 
 The audit policy (sandbox/kubecluster.py) keeps every request but those of the node and the control plane
-themselves, at the Metadata level: who, which verb, which resource, dry run or not, the answer's status. Tests use
-it to prove that a role sent no write, or no request at all.
+themselves (service accounts included, but kube-system's), at the Metadata level: who, which verb, which resource,
+dry run or not, the answer's status. Tests use it to prove that a role sent no write, or no request at all.
 """
 
 from __future__ import annotations
@@ -58,11 +58,13 @@ def entries(audit_log: str | Path, since: float = 0.0, user: str | None = "kuber
     return sorted(found, key=lambda entry: entry["time"])
 
 
-def writes(audit_log: str | Path, since: float, namespace: str | None = None) -> list[str]:
-    """The admin's writes since `since` (dry runs excluded), as "METHOD path", in namespace `namespace` if given."""
+def writes(
+    audit_log: str | Path, since: float, namespace: str | None = None, user: str | None = "kubernetes-admin"
+) -> list[str]:
+    """`user`'s writes since `since` (dry runs excluded), as "METHOD path", in namespace `namespace` if given."""
     return [
         f"{entry['method']} {entry['path']}"
-        for entry in entries(audit_log, since)
+        for entry in entries(audit_log, since, user)
         if entry["verb"] in WRITE_VERBS
         and not entry["dry_run"]
         and (namespace is None or entry["namespace"] == namespace)

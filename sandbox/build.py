@@ -1,4 +1,4 @@
-"""Build what the sandbox's Kubernetes runs, from sources, once: `python -m sandbox build` (run by `make setup`).
+"""Build the binaries the sandbox runs, from sources, once: `python -m sandbox build` (run by `make setup`).
 
 - `cluster`: our multi-call binary (sandbox/cluster: the pinned k8s.io/kubernetes release's kube-apiserver,
   kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl and an embedded etcd), CGO_ENABLED=0 with
@@ -7,10 +7,10 @@
 - the CNI plugins (bridge, host-local, loopback, portmap) and containerd 2.x with its runc shim, each `go install`ed
   at a pinned version from the Go module proxy (their `package main`s cannot be imported into ours).
 
-Everything lands under SANDBOX_OPT_PREFIX (default /opt/carbon254-sandbox), outside the checkout, in a directory
-keyed by the pinned versions and a hash of the inputs: any clone on the machine finds it and a second build takes
-well under a second; Go's own module and build caches stay at their defaults under $HOME. A build goes to a temporary
-directory first and is renamed into place, so an interrupted one leaves nothing half-made.
+The pins are sandbox/pins.py's. Everything lands under SANDBOX_OPT_PREFIX (default /opt/carbon254-sandbox), outside
+the checkout, in a directory keyed by the pinned versions and a hash of the inputs: any clone on the machine finds it
+and a second build takes well under a second; Go's own module and build caches stay at their defaults under $HOME. A
+build goes to a temporary directory first and is renamed into place, so an interrupted one leaves nothing half-made.
 """
 
 from __future__ import annotations
@@ -21,42 +21,32 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import REPO_ROOT
+from .pins import (
+    CNI_PACKAGES,
+    CNI_PLUGINS,
+    CNI_VERSION,
+    COMPONENTS,
+    CONTAINERD,
+    CONTAINERD_VERSION,
+    KUBE_STATE_METRICS,
+    KUBE_STATE_METRICS_VERSION,
+    MODULE,
+    OPT,
+    PROMETHEUS,
+    PROMETHEUS_OPERATOR,
+    PROMETHEUS_OPERATOR_NESTED,
+    PROMETHEUS_OPERATOR_VERSION,
+    PROMETHEUS_RELEASE,
+    PROMETHEUS_VERSION,
+)
 from .procs import SandboxError
 
-MODULE = REPO_ROOT / "sandbox" / "cluster"
-OPT = Path(os.environ.get("SANDBOX_OPT_PREFIX", "/opt/carbon254-sandbox"))
-CNI_PLUGINS = "github.com/containernetworking/plugins"
-CNI_VERSION = "v1.10.0"
-CNI_PACKAGES = ["plugins/main/bridge", "plugins/main/loopback", "plugins/ipam/host-local", "plugins/meta/portmap"]
-CONTAINERD = "github.com/containerd/containerd/v2"
-CONTAINERD_VERSION = "v2.4.2"
-# Prometheus itself (Debian's 2.42 has no Kubernetes service discovery): the module's v0.3MM.P tags are release
-# 3.MM.P. The sandbox runs it as a pod (sandbox/images.py), discovering MLflow's pods through the API server.
-PROMETHEUS = "github.com/prometheus/prometheus"
-PROMETHEUS_VERSION = "v0.316.0"
-PROMETHEUS_RELEASE = "3.16.0"
-# The Prometheus Operator release the monitoring tests run: its CRDs (example/prometheus-operator-crd in its module),
-# the schemas the API server validates ServiceMonitors and PrometheusRules against, and the operator and its config
-# reloader built from the same module (cmd/operator, cmd/prometheus-config-reloader).
-PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
-PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
-# The two modules nested in it (pkg/apis/monitoring, pkg/client): its go.mod points them at its own subdirectories,
-# which a module's zip leaves out (so `go install ...@version` refuses it); the build takes them from the module
-# proxy at the same version instead.
-PROMETHEUS_OPERATOR_NESTED = ("pkg/apis/monitoring", "pkg/client")
-# kube-state-metrics, for the dashboard's replica and restart panels and the alerts that read its series.
-KUBE_STATE_METRICS = "k8s.io/kube-state-metrics/v2"
-KUBE_STATE_METRICS_VERSION = "v2.18.0"
-# Components of the multi-call binary, each a symlink to it (dispatch on argv[0]).
-COMPONENTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "etcd"]
 # Bump when the recipe below changes in a way the hashed inputs do not show.
 RECIPE = "1"
 
@@ -287,15 +277,3 @@ def build(say: Callable[[str], None] = print) -> Artifacts:
     prometheus_operator_crds()
     kube_state_metrics_module()
     return found
-
-
-def main() -> int:
-    from .images import build_images  # noqa: PLC0415 - images imports this module
-
-    try:
-        say = lambda line: print(line, flush=True)  # noqa: E731
-        build_images(build(say), say)
-    except SandboxError as exc:
-        print(f"sandbox build: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import build, ee
+from . import build, ee, images
 from .config import SandboxConfig
 from .core import Sandbox
 from .procs import SandboxError
@@ -136,12 +136,19 @@ COMMANDS = {
 }
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "build":  # needs no sandbox state
-        from .build import main as build_main  # noqa: PLC0415 - only this command needs it
-
-        return build_main()
+    if args.command == "build":  # needs no sandbox state: the binaries, then the images that contain some of them
+        try:
+            images.build_images(build.build(_say), _say)
+        except SandboxError as exc:
+            print(f"sandbox build: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "ee":
         try:
             return ee.main()

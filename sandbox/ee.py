@@ -26,12 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from .build import OPT
 from .config import REPO_ROOT
 from .images import (
-    BASE_SCRIPT,
-    IMAGES,
-    PODMAN_ROOT,
     base_image,
     container_flags,
     podman,
@@ -39,6 +35,7 @@ from .images import (
     podman_build,
     save_archive,
 )
+from .pins import BASE_SCRIPT, IMAGES, OPT, PODMAN_ROOT
 from .procs import SandboxError
 
 DEFINITION = REPO_ROOT / "execution-environment.yml"

@@ -10,6 +10,8 @@ free one, written to --port-file. A target `service:NAMESPACE/NAME:PORT` is look
 load balancer's would (a job that creates the Service can then reach it). `--out`: listen inside the node and
 connect on the host, e.g. the pods' way to the sandbox's PostgreSQL and S3 on 127.0.0.1.
 
+`ServiceForwards` is the host side's bookkeeping: one such process per Service port, recorded in forwards.json.
+
 Each socket is made in the namespace it belongs to (setns(2) around its creation; the process is single-threaded),
 so bytes pass through untouched: TLS and client certificates work end to end. --marker is only there so that the
 sandbox recognises its own process by command line.
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import socket
@@ -29,6 +32,9 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from .config import REPO_ROOT
+from .procs import SandboxError, cmdline, spawn, terminate, wait_until
 
 CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -140,6 +146,44 @@ async def _main(args: argparse.Namespace) -> None:
         servers.append(await _serve(spaces, _address(listen), _address(target), False, None))
     print(f"forwarding {' '.join(args.into + args.out)}", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+class ServiceForwards:
+    """The sandbox's forwards to Services, one process each (this module), recorded in <base>/forwards.json: asking
+    again for the same target returns the same port; `stop_all` (at `down`) ends them."""
+
+    def __init__(self, base: Path, log: Path, netns: Path, marker: str, host: str, api: list[str]) -> None:  # noqa: PLR0917
+        self.base, self.log, self.netns, self.marker, self.host, self.api = base, log, netns, marker, host, api
+        self.file = base / "forwards.json"
+
+    def _known(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def url(self, key: str, target: str) -> str:
+        """http://<host>:<port> forwarding to `target` (NODEADDR:PORT or service:NAMESPACE/NAME:PORT)."""
+        forwards = self._known()
+        known = forwards.get(key)
+        if known and known.get("target") == target and self.marker in cmdline(known["pid"]):
+            return f"http://{self.host}:{known['port']}"
+        port_file = self.base / f"forward-{hashlib.sha256(key.encode()).hexdigest()[:8]}.port"
+        port_file.unlink(missing_ok=True)
+        api = self.api if target.startswith("service:") else []
+        argv = [sys.executable, "-m", "sandbox.forward", "--netns", str(self.netns), "--marker", self.marker,
+                "--into", f"{self.host}:0={target}", "--port-file", str(port_file), *api]  # fmt: skip
+        proc = spawn(argv, self.log, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 10, f"a forward to {key}")
+        forwards[key] = {"pid": proc.pid, "port": int(port_file.read_text()), "target": target}
+        self.file.write_text(json.dumps(forwards))
+        return f"http://{self.host}:{forwards[key]['port']}"
+
+    def stop_all(self) -> None:
+        for entry in self._known().values():
+            with contextlib.suppress(SandboxError, ProcessLookupError):
+                terminate(entry["pid"], self.marker, timeout=5)
+        self.file.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,10 +32,8 @@ How podman (Debian's 4.3) is run here, and why:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import re
 import resource
 import shutil
 import ssl
@@ -46,35 +44,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .build import KUBE_STATE_METRICS_VERSION, OPT, PROMETHEUS_OPERATOR_VERSION, PROMETHEUS_RELEASE, Artifacts
-from .config import REPO_ROOT
-from .node import hierarchies
+from .build import Artifacts
+from .node import remove_cgroup_tree
+from .pins import (
+    BASE_IMAGE,
+    BASE_SCRIPT,
+    CONFIG_RELOADER_IMAGE,
+    IMAGES,
+    KUBE_STATE_METRICS_IMAGE,
+    MLFLOW_CONTEXT,
+    PAUSE_IMAGE,
+    PODMAN_ROOT,
+    PROMETHEUS_IMAGE,
+    PROMETHEUS_OPERATOR_IMAGE,
+    TESTTOOL_IMAGE,
+    mlflow_image,
+)
 from .procs import SandboxError
 
-IMAGES = OPT / "images"
-PODMAN_ROOT = OPT / "podman"
-MLFLOW_CONTEXT = REPO_ROOT / "images" / "mlflow"
-BASE_SCRIPT = REPO_ROOT / "images" / "python-base" / "build.sh"
-BASE_IMAGE = "localhost/carbon254/python:3.11-bookworm"
-PAUSE = "localhost/carbon254/pause:1"
-TESTTOOL = "localhost/carbon254/testtool:1"
-# Prometheus built from its Go module (sandbox/build.py), FROM scratch: the monitoring tests run it as a pod.
-PROMETHEUS_IMAGE = f"localhost/carbon254/prometheus:{PROMETHEUS_RELEASE}"
-PROMETHEUS_OPERATOR_IMAGE = f"localhost/carbon254/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
-CONFIG_RELOADER_IMAGE = f"localhost/carbon254/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
-KUBE_STATE_METRICS_IMAGE = f"localhost/carbon254/kube-state-metrics:{KUBE_STATE_METRICS_VERSION}"
-# Images only the monitoring tests run: `up` leaves them out and those tests import them (KubeCluster.import_images).
-ON_DEMAND = frozenset({PROMETHEUS_IMAGE, PROMETHEUS_OPERATOR_IMAGE, CONFIG_RELOADER_IMAGE, KUBE_STATE_METRICS_IMAGE})
 CGROUP_PARENT = "carbon254-image-build"
 RECIPE = "1"
-
-
-def mlflow_image() -> str:
-    """The image the role deploys by default: ghcr.io/carbon254/mlflow:<the MLflow version the image pins>."""
-    pinned = re.search(r"^mlflow==(\S+)$", (MLFLOW_CONTEXT / "requirements.txt").read_text(), re.MULTILINE)
-    if not pinned:
-        raise SandboxError("images/mlflow/requirements.txt pins no mlflow==<version>")
-    return f"ghcr.io/carbon254/mlflow:{pinned.group(1)}"
 
 
 def _key(*parts: bytes | str) -> str:
@@ -112,14 +101,7 @@ def podman(*args: str, timeout: float = 3600) -> str:
 
 def remove_cgroups(parent: str) -> None:
     """Remove the (empty) cgroup subtree `parent` that podman's containers ran under, in every hierarchy."""
-    for root in hierarchies():
-        base = root / parent
-        if base.is_dir():
-            for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-            with contextlib.suppress(OSError):
-                base.rmdir()
+    remove_cgroup_tree(parent)
 
 
 def container_flags(cgroup_parent: str) -> list[str]:
@@ -181,8 +163,8 @@ def archives(bins: Artifacts) -> dict[str, Path]:
     """Image name -> its OCI archive for the current inputs (whether built yet or not)."""
     mlflow_inputs = [p.name.encode() + b"\0" + p.read_bytes() for p in sorted(MLFLOW_CONTEXT.iterdir()) if p.is_file()]
     return {
-        PAUSE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
-        TESTTOOL: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
+        PAUSE_IMAGE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
+        TESTTOOL_IMAGE: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
         mlflow_image(): IMAGES / f"mlflow-{_key(BASE_SCRIPT.read_bytes(), *mlflow_inputs)}.tar",
         **{
             image: IMAGES / f"{name}-{_key(inside, (directory / name).read_bytes())}.tar"
@@ -218,7 +200,7 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
         if archive.exists():
             continue
         started = time.monotonic()
-        if name in (PAUSE, TESTTOOL):
+        if name in (PAUSE_IMAGE, TESTTOOL_IMAGE):
             _scratch_image(name, bins.cluster_dir / name.rsplit("/", 1)[1].split(":")[0], archive)
         elif scratch := _scratch_images(bins).get(name):
             directory, binary, inside = scratch
@@ -228,3 +210,28 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
             save_archive(name, archive)
         say(f"built image {name} ({archive.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
     return wanted
+
+
+def import_into_node(ctr: Callable[..., subprocess.CompletedProcess], bins: Artifacts, names: list[str]) -> None:
+    """Import the images `names` into a node's containerd (`ctr` runs its ctr) unless it has them: the node lists
+    each name with the digest it has, and a rebuilt image under the same name replaces the old one."""
+    wanted = archives(bins)
+    unknown = set(names) - set(wanted)
+    if unknown:
+        raise SandboxError(f"no such sandbox image: {', '.join(sorted(unknown))}")
+    listed = ctr("images", "ls").stdout.splitlines()[1:]
+    present = {fields[0]: fields[2] for fields in (line.split() for line in listed) if len(fields) > 2}
+    for name in names:
+        archive = wanted[name]
+        if present.get(name) == archive_digest(archive):
+            continue
+        proc = ctr("images", "import", "--local", str(archive))
+        if proc.returncode != 0:
+            raise SandboxError(f"importing {archive} into the node's containerd failed: {proc.stderr.strip()}")
+
+
+def tag_in_node(ctr: Callable[..., subprocess.CompletedProcess], source: str, target: str) -> None:
+    """Another name for an image in a node's containerd, as a registry would hold a rebuilt tag."""
+    proc = ctr("images", "tag", "--force", source, target)
+    if proc.returncode != 0:
+        raise SandboxError(f"tagging {source} as {target} in the node failed: {proc.stderr.strip()}")

@@ -24,26 +24,33 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from . import build
+from . import build, images
 from .config import REPO_ROOT, SandboxConfig
+from .forward import ServiceForwards
 from .kubepki import ADMIN_GROUP, ClusterPKI
 from .node import NodeNamespaces
+from .nodeconf import (
+    AUDIT_POLICY,
+    CONTAINERD_CONFIG,
+    CONTAINERD_SOCK,
+    KUBE_PROXY_CONFIG,
+    KUBELET_CONFIG,
+    NODE_RUN,
+    RUNC,
+    cni_conflist,
+)
+from .pins import ON_DEMAND, PAUSE_IMAGE
 from .procs import SandboxError, cmdline, spawn, terminate, wait_until
 
 API_PORT = 6443  # inside the node
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
 NODE_NAME = "carbon254-sandbox"
-RUNC = "/usr/sbin/runc"
-PAUSE_IMAGE = "localhost/carbon254/pause:1"
-# The node's own /run (a tmpfs in its mount namespace): sockets and runtime state that need short paths. The
-# kubelet's root directory is there too (pod volumes; rebuilt when the pods are); pod logs stay in the state dir.
-NODE_RUN = Path("/run")
-CONTAINERD_SOCK = NODE_RUN / "containerd" / "containerd.sock"
 # Start order; stopped in reverse. Each: the cgroup subtree it runs in.
 COMPONENTS = {
     "forwarder": None,  # on the host (it makes its node-side sockets with setns)
@@ -54,27 +61,6 @@ COMPONENTS = {
     "containerd": "system",
     "kubelet": "system",
     "kube-proxy": "system",
-}
-# Requests the audit log keeps: everyone's but the node's and the control plane's own (RBAC names them).
-AUDIT_POLICY = {
-    "apiVersion": "audit.k8s.io/v1",
-    "kind": "Policy",
-    "omitStages": ["RequestReceived"],
-    "rules": [
-        {"level": "None", "userGroups": ["system:nodes", "system:serviceaccounts"]},
-        {
-            "level": "None",
-            "users": [
-                "system:kube-controller-manager",
-                "system:kube-scheduler",
-                "system:kube-proxy",
-                "system:apiserver",
-                "kube-apiserver-kubelet-client",
-            ],
-        },
-        {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
-        {"level": "Metadata"},
-    ],
 }
 
 
@@ -172,15 +158,8 @@ class KubeCluster:
             runc=RUNC,
             cni_bin=bins.cni_dir, cni_conf=self.base / "cni" / "net.d", certs=self.conf / "certs.d"))  # fmt: skip
         (self.conf / "certs.d").mkdir(exist_ok=True)
-        (self.base / "cni" / "net.d" / "10-sandbox.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "carbon254-sandbox",
-            "plugins": [
-                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "dataDir": str(self.base / "cni" / "ipam"),
-                          "ranges": [[{"subnet": self.pod_subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }, indent=2))  # fmt: skip
+        conflist = cni_conflist(self.base / "cni" / "ipam", self.pod_subnet)
+        (self.base / "cni" / "net.d" / "10-sandbox.conflist").write_text(json.dumps(conflist, indent=2))
         self._write("resolv.conf", "nameserver 127.0.0.1\noptions ndots:1\n")
         self._write("kubelet.yaml", KUBELET_CONFIG.format(
             cgroup=self.nodes.cgroup, sock=CONTAINERD_SOCK, node_ip=self.node_ip, pki=self.pki_dir,
@@ -354,40 +333,20 @@ class KubeCluster:
         wait_until(ready, self.config.ready_timeout, "containerd in the sandbox node")
 
     def _import_images(self, bins: build.Artifacts, names: list[str] | None = None) -> None:
-        """The locally built images (there is no registry to pull from), unless containerd has them already: `names`,
-        or those `up` brings (SANDBOX_K8S_IMAGES, else all but the monitoring tests' images, which they import)."""
-        from . import images  # noqa: PLC0415
-
-        # name -> digest of what the node has; a rebuilt image under the same name replaces it.
-        listed = self._ctr(bins, "images", "ls").stdout.splitlines()[1:]
-        present = {fields[0]: fields[2] for fields in (line.split() for line in listed) if len(fields) > 2}
-        for name, archive in images.archives(bins).items():
-            if names is not None:
-                wanted = name in names
-            else:
-                wanted = name in self.images if self.images is not None else name not in images.ON_DEMAND
-            if not wanted or present.get(name) == images.archive_digest(archive):
-                continue
-            proc = self._ctr(bins, "images", "import", "--local", str(archive))
-            if proc.returncode != 0:
-                raise SandboxError(f"importing {archive} into the node's containerd failed: {proc.stderr.strip()}")
+        """The locally built images (no registry to pull from): `names`, or those `up` brings (SANDBOX_K8S_IMAGES,
+        else all but the monitoring tests' images, which they import)."""
+        if names is None:
+            names = self.images if self.images is not None else [n for n in images.archives(bins) if n not in ON_DEMAND]
+        images.import_into_node(lambda *args: self._ctr(bins, *args), bins, names)
 
     def import_images(self, names: list[str]) -> None:
-        """Images `up` leaves out (images.ON_DEMAND), into the running node, for the tests that run them."""
-        from . import images  # noqa: PLC0415
-
-        bins = build.artifacts()
-        unknown = set(names) - set(images.archives(bins))
-        if unknown:
-            raise SandboxError(f"no such sandbox image: {', '.join(sorted(unknown))}")
-        self._import_images(bins, names)
+        """Images `up` leaves out (pins.ON_DEMAND), into the running node, for the tests that run them."""
+        self._import_images(build.artifacts(), names)
 
     def tag_image(self, source: str, target: str) -> None:
         """Another name for an image in the node, as a registry would hold a rebuilt tag (tests of version changes)."""
         bins = build.artifacts()
-        proc = self._ctr(bins, "images", "tag", "--force", source, target)
-        if proc.returncode != 0:
-            raise SandboxError(f"tagging {source} as {target} in the node failed: {proc.stderr.strip()}")
+        images.tag_in_node(lambda *args: self._ctr(bins, *args), source, target)
 
     def wait_ready(self) -> None:
         def node_ready() -> bool:
@@ -429,7 +388,7 @@ class KubeCluster:
         for component in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
                           "forwarder"):  # fmt: skip
             self._stop_one(component, pids)
-        self._stop_forwards()
+        self.forwards.stop_all()
         self.nodes.down()
         self.pid_file.unlink(missing_ok=True)
         return bool(pids)
@@ -443,14 +402,12 @@ class KubeCluster:
     # -- Services from the host ---------------------------------------------------------------------------------
 
     @property
-    def forwards_file(self) -> Path:
-        return self.base / "forwards.json"
-
-    def _forwards(self) -> dict[str, dict]:
-        try:
-            return json.loads(self.forwards_file.read_text())
-        except (OSError, ValueError):
-            return {}
+    def forwards(self) -> ServiceForwards:
+        pki = self.pki_dir
+        api = ["--api-url", self.url, "--api-ca", str(pki / "ca.crt"),
+               "--api-cert", str(pki / "admin.crt"), "--api-key", str(pki / "admin.key")]  # fmt: skip
+        return ServiceForwards(self.base, self.logs / "forwards.log", self.nodes.netns_path, self.marker,
+                               self.config.host, api)  # fmt: skip
 
     def service_url(self, namespace: str, name: str, port: int | None = None, lazy: bool = False) -> str:
         """http://127.0.0.1:<port> forwarding into the node to the Service's ClusterIP (kube-proxy picks a pod).
@@ -461,42 +418,15 @@ class KubeCluster:
         if lazy:
             if port is None:
                 raise SandboxError("a lazy Service URL needs the Service's port")
-            key, target = f"{namespace}/{name}:{port}:lazy", f"service:{namespace}/{name}:{port}"
-            pki = self.pki_dir
-            api = ["--api-url", self.url, "--api-ca", str(pki / "ca.crt"),
-                   "--api-cert", str(pki / "admin.crt"), "--api-key", str(pki / "admin.key")]  # fmt: skip
-        else:
-            service = json.loads(self.get(f"/api/v1/namespaces/{namespace}/services/{name}"))
-            ports = service["spec"].get("ports", [])
-            chosen = next((p for p in ports if port is None or p["port"] == port), None)
-            if chosen is None or not service["spec"].get("clusterIP") or service["spec"]["clusterIP"] == "None":
-                raise SandboxError(f"Service {namespace}/{name} has no ClusterIP port {port or ''}".strip())
-            key, target, api = (
-                f"{namespace}/{name}:{chosen['port']}",
-                f"{service['spec']['clusterIP']}:{chosen['port']}",
-                [],
-            )
-        forwards = self._forwards()
-        known = forwards.get(key)
-        if known and known.get("target") == target and self.marker in cmdline(known["pid"]):
-            return f"http://{self.config.host}:{known['port']}"
-        port_file = self.base / f"forward-{hashlib.sha256(key.encode()).hexdigest()[:8]}.port"
-        port_file.unlink(missing_ok=True)
-        argv = [_python(), "-m", "sandbox.forward", "--netns", str(self.nodes.netns_path), "--marker", self.marker,
-                "--into", f"{self.config.host}:0={target}", "--port-file", str(port_file), *api]  # fmt: skip
-        proc = spawn(argv, self.logs / "forwards.log", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 10, f"a forward to Service {key}")
-        forwards[key] = {"pid": proc.pid, "port": int(port_file.read_text()), "target": target}
-        self.forwards_file.write_text(json.dumps(forwards))
-        return f"http://{self.config.host}:{forwards[key]['port']}"
-
-    def _stop_forwards(self) -> None:
-        for entry in self._forwards().values():
-            with contextlib.suppress(SandboxError, ProcessLookupError):
-                terminate(entry["pid"], self.marker, timeout=5)
-        self.forwards_file.unlink(missing_ok=True)
-
-    # -- the rest of the Service protocol -----------------------------------------------------------------------
+            return self.forwards.url(f"{namespace}/{name}:{port}:lazy", f"service:{namespace}/{name}:{port}")
+        service = json.loads(self.get(f"/api/v1/namespaces/{namespace}/services/{name}"))
+        ports = service["spec"].get("ports", [])
+        chosen = next((p for p in ports if port is None or p["port"] == port), None)
+        if chosen is None or not service["spec"].get("clusterIP") or service["spec"]["clusterIP"] == "None":
+            raise SandboxError(f"Service {namespace}/{name} has no ClusterIP port {port or ''}".strip())
+        return self.forwards.url(
+            f"{namespace}/{name}:{chosen['port']}", f"{service['spec']['clusterIP']}:{chosen['port']}"
+        )
 
     def purge(self) -> None:
         if self.nodes.exists():
@@ -526,129 +456,4 @@ class KubeCluster:
 
 def _python() -> str:
     """The interpreter of the sandbox's virtualenv (has the sandbox package's dependencies)."""
-    import sys  # noqa: PLC0415
-
     return sys.executable
-
-
-CONTAINERD_CONFIG = """version = 3
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile",
-  "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
-  "io.containerd.nri.v1.nri"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[debug]
-  address = "{sock}.debug"
-  level = "info"
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "{state}/opt"
-  [plugins."io.containerd.cri.v1.images"]
-    snapshotter = "overlayfs"
-    discard_unpacked_layers = false
-    [plugins."io.containerd.cri.v1.images".pinned_images]
-      sandbox = "{pause}"
-    [plugins."io.containerd.cri.v1.images".registry]
-      config_path = "{certs}"
-  [plugins."io.containerd.cri.v1.runtime"]
-    # Root here lacks CAP_SYS_RESOURCE: runc could not lower a container's oom_score_adj ("nsexec: failed to
-    # update /proc/self/oom_score_adj: Permission denied"), so containerd must not ask it to.
-    restrict_oom_score_adj = true
-    tolerate_missing_hugetlb_controller = true
-    netns_mounts_under_state_dir = true
-    enable_unprivileged_ports = true
-    enable_unprivileged_icmp = true
-    cdi_spec_dirs = []
-    [plugins."io.containerd.cri.v1.runtime".containerd]
-      default_runtime_name = "runc"
-      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-          BinaryName = "{runc}"
-          SystemdCgroup = false
-    [plugins."io.containerd.cri.v1.runtime".cni]
-      bin_dirs = ["{cni_bin}"]
-      conf_dir = "{cni_conf}"
-      max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri"]
-    stream_server_address = "127.0.0.1"
-"""
-
-KUBELET_CONFIG = """apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-# cgroup v1 here (kubelet 1.35+ refuses it unless told), no systemd: the cgroupfs driver, in our own subtree.
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: /{cgroup}
-cgroupsPerQOS: true
-kubeletCgroups: /{cgroup}/system
-containerRuntimeEndpoint: unix://{sock}
-imageServiceEndpoint: unix://{sock}
-address: {node_ip}
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-tlsCertFile: {pki}/kubelet-server.crt
-tlsPrivateKeyFile: {pki}/kubelet-server.key
-rotateCertificates: false
-serverTLSBootstrap: false
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: {pki}/ca.crt
-authorization:
-  mode: Webhook
-clusterDomain: cluster.local
-clusterDNS: []
-resolvConf: {resolv}
-failSwapOn: false
-protectKernelDefaults: false
-podLogsDir: /var/log/pods
-staticPodPath: ""
-maxPods: 64
-podPidsLimit: 4096
-evictionHard:
-  memory.available: "200Mi"
-  nodefs.available: "2%"
-  imagefs.available: "2%"
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
-enforceNodeAllocatable: ["pods"]
-serializeImagePulls: false
-syncFrequency: 10s
-fileCheckFrequency: 10s
-nodeStatusUpdateFrequency: 10s
-# Root here lacks CAP_SYS_RESOURCE: the kubelet cannot lower its own oom_score_adj either.
-oomScoreAdj: 0
-"""
-
-KUBE_PROXY_CONFIG = """apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: {kubeconfig}
-mode: iptables
-oomScoreAdj: 0
-hostnameOverride: {node}
-clusterCIDR: {cluster_cidr}
-bindAddress: 0.0.0.0
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-nodePortAddresses: ["primary"]
-conntrack:
-  # Zero: leave the host-wide conntrack table settings alone.
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-iptables:
-  localhostNodePorts: false
-"""

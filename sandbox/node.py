@@ -61,6 +61,22 @@ def hierarchies() -> list[Path]:
     return found
 
 
+def remove_cgroup_tree(relative: str | Path) -> list[Path]:
+    """Remove the cgroup subtree `relative` (deepest first) in every hierarchy; the ones that remain (still busy)."""
+    left = []
+    for root in hierarchies():
+        base = root / relative
+        if base.is_dir():
+            for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
+            if base.exists():
+                left.append(base)
+    return left
+
+
 class NodeNamespaces:
     def __init__(self, name: str, state_dir: Path, node_ip: str) -> None:
         self.name = name  # unique per sandbox (a hash of its state directory)
@@ -183,7 +199,7 @@ class NodeNamespaces:
                         found |= {int(line) for line in procs.read_text().split()}
         return found
 
-    def down(self) -> None:  # noqa: PLR0912 - one branch per kind of leftover
+    def down(self) -> None:
         """Remove the subtree (killing what is still in it), the mount namespace and the network namespace."""
         errors = []
         for _ in range(3):
@@ -194,16 +210,7 @@ class NodeNamespaces:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.3)
-        for root in hierarchies():
-            base = root / self.cgroup
-            if base.is_dir():
-                for path in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                    with contextlib.suppress(OSError):
-                        path.rmdir()
-                with contextlib.suppress(OSError):
-                    base.rmdir()
-                if base.exists():
-                    errors.append(f"cgroup {base} could not be removed")
+        errors += [f"cgroup {base} could not be removed" for base in remove_cgroup_tree(self.cgroup)]
         if self.mntns_path.exists():
             _run(["umount", str(self.mntns_path)], check=False)
             shutil.rmtree(self.mntns_path.parent, ignore_errors=True)

@@ -20,7 +20,7 @@ $sudo apt-get update -qq
 # where there is no init system, and the sandbox runs its own instances on other ports anyway.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts packaged services where it can; the sandbox never uses them.
-for svc in prometheus postgresql; do
+for svc in postgresql; do
   if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
     $sudo service "$svc" stop >/dev/null 2>&1 || true
   fi

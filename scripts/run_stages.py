@@ -44,7 +44,9 @@ STAGES: dict[str, list[list[str]]] = {
         [PY, "scripts/gen-grafana-dashboard.py", "--check"],
     ],
     "sanity": [["bash", "scripts/ansible-test-sanity.sh"]],
-    "unit": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/unit", "tests/sandbox"]],
+    "unit": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/unit"]],
+    # The sandbox itself (its own clusters on ports and pod networks of their own): kubectl, logs, OOM, down.
+    "sandbox": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/sandbox"]],
     "build": [[PY, "-m", "pytest", "-q", "tests/build"]],
     "integration": [[PY, "-m", "pytest", "-q", "--durations=15", "tests/integration"]],
     "molecule": [[str(BIN / "molecule"), "test", "--all"]],
@@ -66,7 +68,7 @@ MOLECULE_SANDBOX = {
     "SANDBOX_POD_CIDR": "10.216.0.0/16",
 }
 STAGE_ENV = {"molecule": MOLECULE_SANDBOX}
-LANES = (("integration",), ("lint", "sanity", "build", "unit", "molecule", "quickstart"))
+LANES = (("integration",), ("lint", "sanity", "build", "unit", "sandbox", "molecule", "quickstart"))
 
 PRINT = threading.Lock()
 

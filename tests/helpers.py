@@ -10,7 +10,21 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.build import artifacts
+from sandbox.pins import mlflow_image, mlflow_version
+
 ROOT = Path(__file__).resolve().parent.parent
+# The MLflow release the collection deploys (images/mlflow/requirements.txt pins it): tests say it once.
+MLFLOW_VERSION = mlflow_version()
+MLFLOW_IMAGE = mlflow_image()
+
+
+def promtool() -> str:
+    """The promtool of the Prometheus the monitoring tests run (built from its module): one version checks and serves
+    the rules."""
+    return str(artifacts().prometheus_dir / "promtool")
+
+
 INVENTORY = ROOT / "tests" / "integration" / "inventory.yml"
 ROLE_PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "role.yml"
 BIN = Path(sys.executable).parent

@@ -43,9 +43,9 @@ def requests_since(facts: dict, start: float) -> list[dict]:
     return audit.entries(facts["kubernetes"]["audit_log"], start)
 
 
-def writes_since(facts: dict, start: float, ns: str | None = None) -> list[str]:
-    """Writes the API server received since `start` (in namespace `ns` when given), dry runs excluded."""
-    return audit.writes(facts["kubernetes"]["audit_log"], start, ns)
+def writes_since(facts: dict, start: float, ns: str | None = None, user: str | None = "kubernetes-admin") -> list[str]:
+    """Writes `user` (None: anyone) sent the API server since `start` (in namespace `ns` if given), dry runs excluded."""
+    return audit.writes(facts["kubernetes"]["audit_log"], start, ns, user)
 
 
 def service_base(facts: dict, ns: str, name: str = "mlflow") -> str:
@@ -76,7 +76,7 @@ def tag_image(facts: dict, source: str, target: str) -> None:
 
 
 def import_images(facts: dict, names: list[str]) -> None:
-    """Images the sandbox's `up` leaves out (sandbox.images.ON_DEMAND), into its node."""
+    """Images the sandbox's `up` leaves out (sandbox.pins.ON_DEMAND), into its node."""
     _kubernetes(facts).import_images(names)
 
 

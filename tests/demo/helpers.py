@@ -10,11 +10,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-import psycopg2
-from botocore.config import Config
-
 from tests.helpers import BIN, ROOT
+from tests.stores import admin_conn, s3_client
 
 # Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (263xx-264xx), bench/ (574xx) and
 # molecule in make test (276xx); below Linux's ephemeral range (32768-60999), so no outgoing connection or
@@ -65,18 +62,9 @@ def recap_changed(proc: subprocess.CompletedProcess) -> int | None:
     return int(recap.group(1)) if recap else None
 
 
-def s3_client(facts: dict):  # boto3 clients have no importable type
-    s3 = facts["s3"]
-    return boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                        aws_secret_access_key=s3["secret_key"], region_name=s3["region"],
-                        config=Config(s3={"addressing_style": "path"}))  # fmt: skip
-
-
 def what_exists(facts: dict) -> dict:
     """The MLflow databases and login role in PostgreSQL (over verified TLS) and the buckets in S3."""
-    pg = facts["postgres"]
-    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
-                            dbname="postgres", sslmode="verify-full", sslrootcert=pg["ca_file"])  # fmt: skip
+    conn = admin_conn(facts, verify=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'mlflow%' ORDER BY 1")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo.helpers import MLFLOW_CLIENT_PYTHON, printed, read_env_file, recap_changed, s3_client, site
+from tests.helpers import MLFLOW_VERSION
 from tests.kube import writes_since
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def test_make_demo_prints_a_url_and_credentials_that_serve_mlflow_to_its_python_
     credentials = printed(proc.stdout, "MLflow credentials")
     assert url and re.fullmatch(r"http://127\.0\.0\.1:\d+", url), proc.stdout[-2000:]
     # How to point a client at it: the release to install and the line that loads the settings.
-    assert printed(proc.stdout, "MLflow client").startswith("pip install mlflow==3.17.2")
+    assert printed(proc.stdout, "MLflow client").startswith(f"pip install mlflow=={MLFLOW_VERSION}")
     assert credentials, "the sandbox enables basic-auth, so make demo must print the credentials file"
 
     env_file = Path(credentials)

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.build import PROMETHEUS_RELEASE, kube_state_metrics_module, prometheus_operator_module
-from sandbox.images import CONFIG_RELOADER_IMAGE, KUBE_STATE_METRICS_IMAGE, PROMETHEUS_IMAGE, PROMETHEUS_OPERATOR_IMAGE
+from sandbox.build import kube_state_metrics_module, prometheus_operator_module
+from sandbox.pins import (
+    CONFIG_RELOADER_IMAGE,
+    KUBE_STATE_METRICS_IMAGE,
+    PROMETHEUS_IMAGE,
+    PROMETHEUS_OPERATOR_IMAGE,
+    PROMETHEUS_RELEASE,
+)
 
 # The upstream manifests' cluster-scoped names (ClusterRole and ClusterRoleBinding each), before the suffix.
 CLUSTER_SCOPED = ("prometheus-operator", "prometheus", "kube-state-metrics")

@@ -22,8 +22,6 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
-import boto3
-import psycopg2
 import pytest
 import yaml
 
@@ -31,9 +29,12 @@ from sandbox.ee import build_ee, execution_node_podman
 from tests.awx_double import AwxDouble
 from tests.helpers import BIN, ROOT, ansible_env
 from tests.kube import api, delete_namespace, kubectl, writes_since
+from tests.stores import drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 NS, DB, BUCKET, SA = "mlflow-awx", "mlflow_awx", "mlflow-awx", "mlflow-deployer"
+# Who the jobs are to the API server (the deployer's token): the audit log shows what they wrote.
+DEPLOYER = f"system:serviceaccount:default:{SA}"
 ENV = "sandbox"
 
 
@@ -192,38 +193,13 @@ def awx(sandbox, ee, project_url, secrets_in_play, tmp_path_factory):
         double.extra = extra
         yield double
     delete_namespace(facts, NS)
-    _drop_stores(facts)
+    drop_stores(facts, BUCKET, [DB, f"{DB}_auth"], DB)
 
 
 def instance_group(template: Any) -> str:
     """Where AWX runs a template's jobs: verify in a container group (ansible-runner worker inside the execution
     environment, as AWX on Kubernetes does), the others on an execution node (worker on the host, podman)."""
     return "container_group" if template.values["name"].startswith("MLflow verify") else "execution_node"
-
-
-def _drop_stores(facts: dict) -> None:
-    pg = facts["postgres"]
-    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
-                            dbname="postgres", sslmode="verify-full", sslrootcert=pg["ca_file"])  # fmt: skip
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for db in (DB, f"{DB}_auth"):
-            cur.execute(f"drop database if exists {db} with (force)")
-        cur.execute(f"drop role if exists {DB}")
-    conn.close()
-    s3 = _s3(facts)
-    try:
-        for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-            s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
-        s3.delete_bucket(Bucket=BUCKET)
-    except s3.exceptions.NoSuchBucket:
-        pass
-
-
-def _s3(facts: dict):
-    s3 = facts["s3"]
-    return boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                        aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
 
 
 class Unsafe(str):
@@ -379,10 +355,11 @@ def test_bad_survey_answers_are_refused(awx, sandbox):
     assert job.values["status"] == "failed"
     assert 'mlflow_k8s_version "latest" is not an MLflow release' in job.extra["stdout"], explain(job)
     assert stats(job)["changed"] == {}
-    assert writes_since(sandbox, started, NS) == []
+    assert writes_since(sandbox, started, user=DEPLOYER) == []
 
 
 def test_deploy_and_verify_through_the_workflow(awx, sandbox):
+    started = time.time()
     workflow = launch(awx, f"MLflow deploy and verify ({ENV})", timeout=1500)
     jobs = [awx.store.get("jobs", i) for i in workflow.extra.get("jobs", [])]
     JOBS.extend(jobs)
@@ -399,6 +376,9 @@ def test_deploy_and_verify_through_the_workflow(awx, sandbox):
     assert "is healthy" in verify.extra["stdout"], explain(verify)
     deployment = api(sandbox, f"/apis/apps/v1/namespaces/{NS}/deployments/mlflow")
     assert deployment["status"].get("readyReplicas") == 2
+    # The jobs reached the cluster as the deployer (its token from the credential), and the audit log saw them:
+    # so its silence in the refusal above means something.
+    assert f"POST /apis/apps/v1/namespaces/{NS}/deployments" in writes_since(sandbox, started, user=DEPLOYER)
 
 
 def test_render_writes_the_manifests_into_the_jobs_artifacts(awx):
@@ -427,8 +407,8 @@ def test_teardown_with_its_survey_removes_everything(awx, sandbox):
     assert job.values["status"] == "successful", explain(job)
     with pytest.raises(urllib.error.HTTPError, match="Not Found"):
         api(sandbox, f"/apis/apps/v1/namespaces/{NS}/deployments/mlflow")
-    with pytest.raises(_s3(sandbox).exceptions.ClientError):
-        _s3(sandbox).head_bucket(Bucket=BUCKET)
+    with pytest.raises(s3_client(sandbox).exceptions.ClientError):
+        s3_client(sandbox).head_bucket(Bucket=BUCKET)
 
 
 def test_no_secret_appears_in_any_job_event(awx, secrets_in_play):

@@ -7,23 +7,17 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests import stores
 from tests.helpers import run_role
 
 pytestmark = pytest.mark.integration
 
 
 def s3_client(facts: dict):
-    s3 = facts["s3"]
-    return boto3.client(
-        "s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-        aws_secret_access_key=s3["secret_key"], region_name=s3["region"],
-        config=Config(retries={"max_attempts": 1}),
-    )  # fmt: skip
+    return stores.s3_client(facts, attempts=1)
 
 
 def bucket_exists(facts: dict, name: str) -> bool:

@@ -17,12 +17,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
-import psycopg2
 import pytest
 
-from tests.helpers import PlayResult, run_role
+from tests.helpers import MLFLOW_IMAGE, MLFLOW_VERSION, PlayResult, run_role
 from tests.kube import api, delete_namespace, service_base, tag_image, writes_since
+from tests.stores import admin_conn, drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -67,35 +66,9 @@ def call(facts: dict, ns: str, path: str, method: str = "GET", body: object = No
         return exc.code, exc.read()
 
 
-def admin_conn(facts: dict, dbname: str = "postgres"):
-    pg = facts["postgres"]
-    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
-                            dbname=dbname, connect_timeout=5)  # fmt: skip
-    conn.autocommit = True
-    return conn
-
-
-def s3_client(facts: dict):
-    s3 = facts["s3"]
-    return boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                        aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
-
-
-def drop_stores(conn, client, bucket: str, dbs: list[str], user: str) -> None:
-    """Remove a test's bucket (every object in it first), its databases and its login, then close `conn`."""
-    for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
-        client.delete_object(Bucket=bucket, Key=obj["Key"])
-    client.delete_bucket(Bucket=bucket)
-    with conn.cursor() as cur:
-        for db in dbs:
-            cur.execute(f"drop database if exists {db} with (force)")
-        cur.execute(f"drop role if exists {user}")
-    conn.close()
-
-
 def add_image_tag(facts: dict, tag: str) -> None:
     """A rebuilt image of the same MLflow under a new tag, as a registry would get it pushed."""
-    tag_image(facts, "ghcr.io/carbon254/mlflow:3.17.2", f"ghcr.io/carbon254/mlflow:{tag}")
+    tag_image(facts, MLFLOW_IMAGE, f"{MLFLOW_IMAGE.rsplit(':', 1)[0]}:{tag}")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +93,8 @@ def stores(sandbox_facts):
     yield {**names, "s3": client}
     for ns in (names["ns"], names["auth_ns"]):
         delete_namespace(sandbox_facts, ns)
-    drop_stores(conn, client, names["bucket"], [names["db"], names["auth_db"], names["db"] + "_ro"], names["user"])
+    conn.close()
+    drop_stores(sandbox_facts, names["bucket"], [names["db"], names["auth_db"], names["db"] + "_ro"], names["user"])
 
 
 def role_vars(facts: dict, stores: dict, **overrides: object) -> dict:
@@ -179,7 +153,7 @@ def test_converge_migrates_then_serves_from_postgres_and_s3(sandbox_facts, store
     assert all(p["metadata"]["creationTimestamp"] >= finished for p in server_pods(sandbox_facts, stores["ns"]))
 
     ns = stores["ns"]
-    assert call(sandbox_facts, ns, "/version") == (200, b"3.17.2")
+    assert call(sandbox_facts, ns, "/version") == (200, MLFLOW_VERSION.encode())
     status, body = call(sandbox_facts, ns, "/api/2.0/mlflow/experiments/create", "POST", {"name": f"it-{ns}"})
     assert status == 200, body
     experiment = json.loads(body)["experiment_id"]
@@ -254,8 +228,8 @@ def test_config_change_rolls_the_pods_without_migrating_and_serves_every_request
 
 
 def test_version_change_migrates_once_then_rolls(sandbox_facts, stores):
-    add_image_tag(sandbox_facts, "3.17.2-build2")
-    changes = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": "3.17.2-build2"}
+    add_image_tag(sandbox_facts, f"{MLFLOW_VERSION}-build2")
+    changes = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": f"{MLFLOW_VERSION}-build2"}
     before = pod_state(sandbox_facts, stores["ns"])
     result, start = converge(sandbox_facts, stores, **changes)
     assert not result.failed, result.output[-4000:]
@@ -268,7 +242,7 @@ def test_version_change_migrates_once_then_rolls(sandbox_facts, stores):
     after = pod_state(sandbox_facts, stores["ns"])
     assert len(after) == 2 and not set(after) & set(before)
     pods = server_pods(sandbox_facts, stores["ns"])
-    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"ghcr.io/carbon254/mlflow:3.17.2-build2"}
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {f"{MLFLOW_IMAGE}-build2"}
 
     again, start = converge(sandbox_facts, stores, **changes)
     assert not again.failed and again.changed == 0, again.changed_tasks()
@@ -276,7 +250,7 @@ def test_version_change_migrates_once_then_rolls(sandbox_facts, stores):
 
 
 def test_broken_command_keeps_the_old_pods_serving_and_fails_with_the_reason(sandbox_facts, stores):
-    good = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": "3.17.2-build2"}
+    good = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": f"{MLFLOW_VERSION}-build2"}
     before = pod_state(sandbox_facts, stores["ns"])
     result, _ = converge(sandbox_facts, stores, **good, mlflow_k8s_extra_args=["--no-such-option"],
                          mlflow_k8s_rollout_timeout=30)  # fmt: skip
@@ -287,7 +261,7 @@ def test_broken_command_keeps_the_old_pods_serving_and_fails_with_the_reason(san
     assert "No such option" in message, "the pod's log tail should say what is wrong"
     # maxUnavailable 0: the old pods still run and answer.
     assert set(before) <= set(pod_state(sandbox_facts, stores["ns"]))
-    assert call(sandbox_facts, stores["ns"], "/version") == (200, b"3.17.2")
+    assert call(sandbox_facts, stores["ns"], "/version") == (200, MLFLOW_VERSION.encode())
 
     # Fixing the input rolls back to a working template.
     fixed, _ = converge(sandbox_facts, stores, **good)
@@ -296,7 +270,7 @@ def test_broken_command_keeps_the_old_pods_serving_and_fails_with_the_reason(san
 
 
 def test_failed_migration_stops_before_the_rollout(sandbox_facts, stores):
-    good = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": "3.17.2-build2"}
+    good = {"mlflow_k8s_log_level": "WARNING", "mlflow_k8s_version": f"{MLFLOW_VERSION}-build2"}
     before = pod_state(sandbox_facts, stores["ns"])
     deployment = api(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
     result, _ = converge(sandbox_facts, stores, **good, mlflow_k8s_db_name=stores["db"] + "_ro")
@@ -307,11 +281,13 @@ def test_failed_migration_stops_before_the_rollout(sandbox_facts, stores):
     after = api(sandbox_facts, f"/apis/apps/v1/namespaces/{stores['ns']}/deployments/mlflow")
     assert after["metadata"]["generation"] == deployment["metadata"]["generation"], "the Deployment changed"
     assert set(pod_state(sandbox_facts, stores["ns"])) == set(before)
-    assert call(sandbox_facts, stores["ns"], "/version") == (200, b"3.17.2")
+    assert call(sandbox_facts, stores["ns"], "/version") == (200, MLFLOW_VERSION.encode())
 
 
 def test_teardown_removes_the_objects_and_keeps_the_data(sandbox_facts, stores):
-    result, _ = converge(sandbox_facts, stores, mlflow_k8s_state="absent", mlflow_k8s_version="3.17.2-build2")
+    result, _ = converge(
+        sandbox_facts, stores, mlflow_k8s_state="absent", mlflow_k8s_version=f"{MLFLOW_VERSION}-build2"
+    )
     assert not result.failed, result.output[-4000:]
     ns = stores["ns"]
     for path in (f"/apis/apps/v1/namespaces/{ns}/deployments/mlflow", f"/api/v1/namespaces/{ns}/services/mlflow",
@@ -323,7 +299,9 @@ def test_teardown_removes_the_objects_and_keeps_the_data(sandbox_facts, stores):
         cur.execute("select count(*) from metrics")
         assert cur.fetchone()[0] >= 1
     assert stores["s3"].list_objects_v2(Bucket=stores["bucket"]).get("KeyCount", 0) >= 1
-    again, start = converge(sandbox_facts, stores, mlflow_k8s_state="absent", mlflow_k8s_version="3.17.2-build2")
+    again, start = converge(
+        sandbox_facts, stores, mlflow_k8s_state="absent", mlflow_k8s_version=f"{MLFLOW_VERSION}-build2"
+    )
     assert not again.failed and again.changed == 0
     assert writes_since(sandbox_facts, start, ns) == []
 

@@ -24,11 +24,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
-import psycopg2
 import pytest
 
-from tests.helpers import BIN, INVENTORY, ROOT, PlayResult, ansible_env
+from tests.helpers import BIN, INVENTORY, MLFLOW_VERSION, ROOT, PlayResult, ansible_env
+from tests.stores import admin_conn, s3_client
 
 pytestmark = pytest.mark.integration
 MLFLOW = Path("/opt/carbon254-sandbox/mlflow/bin/mlflow")
@@ -43,14 +42,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def admin(facts: dict, dbname: str = "postgres"):
-    pg = facts["postgres"]
-    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
-                            dbname=dbname, connect_timeout=5)  # fmt: skip
-    conn.autocommit = True
-    return conn
 
 
 def http(url: str, method: str = "GET", body: object = None, host: str | None = None) -> tuple[int, bytes]:
@@ -80,15 +71,14 @@ def mlflow_server(facts: dict, workdir: Path, *, tag: str = "mod", auth: tuple[s
     suffix = uuid.uuid4().hex[:8]
     names = {"db": f"mlflow_{tag}_{suffix}", "user": f"mlflow_{tag}_{suffix}", "password": f"pw-{suffix}-Secret",
              "bucket": f"mlflow-{tag}-{suffix}", "prefix": "team/artifacts"}  # fmt: skip
-    conn = admin(facts)
+    conn = admin_conn(facts)
     with conn.cursor() as cur:
         cur.execute(f"create role {names['user']} login password %s", (names["password"],))
         cur.execute(f"create database {names['db']} owner {names['user']}")
         if auth:
             cur.execute(f"create database {names['db']}_auth owner {names['user']}")
     s3 = facts["s3"]
-    client = boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                          aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
+    client = s3_client(facts)
     client.create_bucket(Bucket=names["bucket"])
     pg = facts["postgres"]
     base = f"postgresql+psycopg2://{names['user']}:{names['password']}@{pg['host']}:{pg['port']}/{names['db']}"
@@ -192,7 +182,7 @@ ROUNDTRIP = "Round trip through the tracking API and the artifact store"
 
 
 def experiments(mlflow) -> list[tuple[str, str]]:
-    with admin(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
+    with admin_conn(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
         cur.execute("select name, lifecycle_stage from experiments order by experiment_id")
         return cur.fetchall()
 
@@ -205,12 +195,12 @@ def objects(mlflow) -> list[str]:
 def test_health_and_roundtrip_through_a_port_forward_host(mlflow):
     """Both modules pass, send the allowed Host, leave nothing behind, and report changed=0 twice over."""
     before = experiments(mlflow)
-    result = play(mlflow, host_header=SERVICE_HOST, expected_version="3.17.2", expected_metrics=ALWAYS_EXPOSED,
+    result = play(mlflow, host_header=SERVICE_HOST, expected_version=MLFLOW_VERSION, expected_metrics=ALWAYS_EXPOSED,
                   **s3_vars(mlflow))  # fmt: skip
     assert result.rc == 0, result.output[-5000:]
     assert result.changed == 0
     health = task(result, HEALTH)
-    assert health["version"] == "3.17.2"
+    assert health["version"] == MLFLOW_VERSION
     assert set(ALWAYS_EXPOSED) <= set(health["metrics_found"])
     assert {name: e["status_code"] for name, e in health["endpoints"].items()} == {
         "health": 200,
@@ -259,7 +249,7 @@ def test_roundtrip_without_cleanup_leaves_the_real_object(mlflow):
     obj = mlflow["s3"].get_object(Bucket=mlflow["bucket"], Key=trip["s3_object"]["key"])
     data = obj["Body"].read()
     assert len(data) == 2048 and hashlib.sha256(data).hexdigest() == trip["artifact_sha256"]
-    with admin(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
+    with admin_conn(mlflow["facts"], mlflow["db"]) as conn, conn.cursor() as cur:
         cur.execute("select key, value from params where run_uuid = %s", (trip["run_id"],))
         params = dict(cur.fetchall())
         cur.execute("select key from metrics where run_uuid = %s", (trip["run_id"],))
@@ -293,7 +283,7 @@ def test_expected_version_mismatch_fails(mlflow):
     assert result.rc != 0
     (message,) = result.failure_messages()
     assert "GET /version" in message and "version mismatch" in message
-    assert "'3.17.2'" in message and "'3.16.0'" in message
+    assert f"'{MLFLOW_VERSION}'" in message and "'3.16.0'" in message
     assert task(result, HEALTH)["failure_kind"] == "version_mismatch"
 
 

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.helpers import MLFLOW_VERSION
 from tests.integration.test_mlflow_modules import (
     HEALTH,
     ROUNDTRIP,
-    admin,
     experiments,
     http,
     mlflow_server,
@@ -35,6 +35,7 @@ from tests.integration.test_mlflow_modules import (
     s3_vars,
     task,
 )
+from tests.stores import admin_conn
 
 pytestmark = pytest.mark.integration
 ADMIN_USER = "ci-admin"
@@ -76,10 +77,10 @@ def test_wrong_version_names_both_versions(server):
     assert result.rc != 0
     health = task(result, HEALTH)
     assert health["failure_kind"] == "version_mismatch" and health["failed_endpoint"] == "/version"
-    assert health["version"] == "3.17.2"
+    assert health["version"] == MLFLOW_VERSION
     message = only_message(result)
     assert f"GET /version ({server['url']}/version): version mismatch" in message
-    assert "the server runs '3.17.2', expected '3.16.0'" in message
+    assert f"the server runs '{MLFLOW_VERSION}', expected '3.16.0'" in message
 
 
 # -- 403 Host check ------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_host_not_allowed_is_a_403_host_check(server):
 @contextmanager
 def database_blocked(srv):
     """The server's role may no longer log in and its open sessions are gone: the backend store is unreachable."""
-    conn = admin(srv["facts"])
+    conn = admin_conn(srv["facts"])
     try:
         with conn.cursor() as cur:
             cur.execute(f"alter role {srv['user']} nologin")
@@ -136,7 +137,7 @@ def test_database_down_fails_the_first_tracking_call(server):
     health = task(result, HEALTH)
     # What is true of MLflow 3.17.2: /health, /version and /metrics do not touch the database, so they pass.
     assert (status, body) == (200, b"OK")
-    assert health.get("failed") is not True and health["version"] == "3.17.2"
+    assert health.get("failed") is not True and health["version"] == MLFLOW_VERSION
     trip = task(result, ROUNDTRIP)
     assert trip["failure_kind"] == "http_status" and trip["failed_step"] == "create_experiment"
     message = only_message(result)
@@ -184,7 +185,7 @@ def test_basic_auth_without_credentials_is_a_401(auth_server):
 def test_basic_auth_with_the_admin_credentials_passes(auth_server):
     before = experiments(auth_server)
     result = play(auth_server, mlflow_username=ADMIN_USER, mlflow_password=ADMIN_PASSWORD,
-                  expected_version="3.17.2", **s3_vars(auth_server))  # fmt: skip
+                  expected_version=MLFLOW_VERSION, **s3_vars(auth_server))  # fmt: skip
     assert result.rc == 0, result.output[-5000:]
     assert ADMIN_PASSWORD not in result.output
     health = task(result, HEALTH)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from sandbox.build import prometheus_operator_crds
-from tests.helpers import PlayResult, run_role
+from tests.helpers import PlayResult, promtool, run_role
 from tests.kube import api, delete_namespace, kubectl, writes_since
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def test_without_the_operator_writes_the_plain_scrape_job_and_rules(sandbox_fact
     job = yaml.safe_load(Path(scrape_dir, "prometheus-scrape-job.yml").read_text())
     assert job["scrape_configs"][0]["kubernetes_sd_configs"][0]["namespaces"]["names"] == [ns]
     shutil.copy(f"{scrape_dir}/prometheus-rules.yml", tmp_path / "rules.yml")
-    check = subprocess.run(["promtool", "check", "rules", "rules.yml"], cwd=tmp_path, capture_output=True,
+    check = subprocess.run([promtool(), "check", "rules", "rules.yml"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=60, check=False)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     # Only the dashboard went to the cluster; no scrape Secret for an operator that is not there.

@@ -31,11 +31,12 @@ import pytest
 import yaml
 
 from sandbox.build import prometheus_operator_crds
-from sandbox.images import ON_DEMAND, PROMETHEUS_IMAGE
-from tests.helpers import ROOT, run_role
+from sandbox.pins import ON_DEMAND, PROMETHEUS_IMAGE
+from tests.helpers import MLFLOW_VERSION, ROOT, run_role
 from tests.integration import monitoring_stack
-from tests.integration.test_mlflow_k8s import admin_conn, call, drop_stores, role_vars, s3_client
+from tests.integration.test_mlflow_k8s import call, role_vars
 from tests.kube import api, delete_namespace, import_images, kubectl, service_base
+from tests.stores import admin_conn, drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 DASHBOARD = ROOT / "roles/monitoring/files/mlflow-dashboard.json"
@@ -91,7 +92,8 @@ def deployment(sandbox_facts, tmp_path_factory):
         yield {**stores, "scrape_dir": scrape_dir}
     finally:
         teardown(sandbox_facts, stores)
-        drop_stores(conn, client, stores["bucket"], [stores["db"], stores["auth_db"]], stores["user"])
+        conn.close()
+        drop_stores(sandbox_facts, stores["bucket"], [stores["db"], stores["auth_db"]], stores["user"])
 
 
 def teardown(facts: dict, stores: dict) -> None:
@@ -315,7 +317,7 @@ def test_every_dashboard_panel_query_has_data(sandbox_facts, deployment, prometh
         prometheus["operator"],
         f'count by (mlflow_version) (mlflow_http_request_duration_seconds_count{{namespace="{deployment["ns"]}"}})',
     )
-    assert version["metric"]["mlflow_version"] == "3.17.2"
+    assert version["metric"]["mlflow_version"] == MLFLOW_VERSION
 
 
 def test_dashboard_picture(sandbox_facts, deployment, prometheus):

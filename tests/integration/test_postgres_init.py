@@ -11,28 +11,9 @@ import pytest
 from psycopg2 import errors
 
 from tests.helpers import run_role
+from tests.stores import query
 
 pytestmark = pytest.mark.integration
-
-
-def admin_conn(facts: dict, dbname: str = "postgres"):
-    pg = facts["postgres"]
-    conn = psycopg2.connect(
-        host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"], dbname=dbname,
-        connect_timeout=5,
-    )  # fmt: skip
-    conn.autocommit = True
-    return conn
-
-
-def query(facts: dict, sql: str, params: tuple = (), dbname: str = "postgres") -> list[tuple]:
-    conn = admin_conn(facts, dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def login(facts: dict, user: str, password: str, dbname: str):

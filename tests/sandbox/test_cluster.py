@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import audit, build, images
+from sandbox import audit, build, pins
 from sandbox.config import SandboxConfig
 from sandbox.kubecluster import NODE_NAME, KubeCluster
 from sandbox.node import hierarchies
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not KubeCluster.node_supported(), reason="needs 
 # Apart from every other sandbox's (tests/sandbox/test_sandbox.py 264xx, tests/demo 275xx, molecule 276xx, bench 277xx).
 PORTS = {"pg_port": 26132, "s3_port": 26133, "k8s_port": 26143, "weed_port_base": 26150}
 POD_CIDR = "10.218.0.0/16"
-TOOL = images.TESTTOOL
+TOOL = pins.TESTTOOL_IMAGE
 
 
 def host_state(names: tuple[str, ...]) -> dict[str, object]:
@@ -48,7 +48,7 @@ def host_state(names: tuple[str, ...]) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     config = SandboxConfig(state_dir=tmp_path_factory.mktemp("cluster") / "state", pod_cidr=POD_CIDR, **PORTS)
-    kube = KubeCluster(config, images=[images.PAUSE, TOOL])
+    kube = KubeCluster(config, images=[pins.PAUSE_IMAGE, TOOL])
     names = (str(config.state_dir), kube.short_name)
     before = host_state(names)
     try:

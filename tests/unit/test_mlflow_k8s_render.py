@@ -264,7 +264,7 @@ def test_missing_secrets_are_left_out_with_a_note(tmp_path):
 
 def test_image_containerfile_sandbox_and_role_agree():
     """The role's default image is the one the sandbox builds from the Containerfile, with the same user."""
-    from sandbox.images import mlflow_image  # noqa: PLC0415
+    from sandbox.pins import mlflow_image  # noqa: PLC0415
 
     defaults = yaml.safe_load((ROOT / "roles" / "mlflow_k8s" / "defaults" / "main.yml").read_text())
     version = defaults["mlflow_k8s_version"].split("default('")[1].split("'")[0]

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from tests.helpers import BIN, ROOT, ansible_env
+from tests.helpers import promtool as promtool_path
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+PROMTOOL = promtool_path()
 RULES_TEST = ROOT / "tests/unit/monitoring/rules-test.yml"
 BASE = {
     "mlflow_postgres_host": "postgres.data-platform.svc.cluster.local",

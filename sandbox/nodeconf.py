@@ -1,0 +1,172 @@
+"""What the sandbox's node runs with: containerd's, the kubelet's and kube-proxy's configurations, the CNI network
+and the API server's audit policy (templates filled in by sandbox/kubecluster.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RUNC = "/usr/sbin/runc"
+# The node's own /run (a tmpfs in its mount namespace): sockets and runtime state that need short paths. The
+# kubelet's root directory is there too (pod volumes; rebuilt when the pods are); pod logs stay in the state dir.
+NODE_RUN = Path("/run")
+CONTAINERD_SOCK = NODE_RUN / "containerd" / "containerd.sock"
+# Requests the audit log keeps: everyone's but the node's and the control plane's own (RBAC names them; the
+# controllers' service accounts live in kube-system). Other service accounts are logged: a deployer with a token,
+# as AWX uses, is one.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:nodes", "system:serviceaccounts:kube-system"]},
+        {
+            "level": "None",
+            "users": [
+                "system:kube-controller-manager",
+                "system:kube-scheduler",
+                "system:kube-proxy",
+                "system:apiserver",
+                "kube-apiserver-kubelet-client",
+            ],
+        },
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
+        {"level": "Metadata"},
+    ],
+}
+
+CONTAINERD_CONFIG = """version = 3
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile",
+  "io.containerd.differ.v1.erofs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
+  "io.containerd.nri.v1.nri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = "{sock}.debug"
+  level = "info"
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{state}/opt"
+  [plugins."io.containerd.cri.v1.images"]
+    snapshotter = "overlayfs"
+    discard_unpacked_layers = false
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = "{pause}"
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = "{certs}"
+  [plugins."io.containerd.cri.v1.runtime"]
+    # Root here lacks CAP_SYS_RESOURCE: runc could not lower a container's oom_score_adj ("nsexec: failed to
+    # update /proc/self/oom_score_adj: Permission denied"), so containerd must not ask it to.
+    restrict_oom_score_adj = true
+    tolerate_missing_hugetlb_controller = true
+    netns_mounts_under_state_dir = true
+    enable_unprivileged_ports = true
+    enable_unprivileged_icmp = true
+    cdi_spec_dirs = []
+    [plugins."io.containerd.cri.v1.runtime".containerd]
+      default_runtime_name = "runc"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+          BinaryName = "{runc}"
+          SystemdCgroup = false
+    [plugins."io.containerd.cri.v1.runtime".cni]
+      bin_dirs = ["{cni_bin}"]
+      conf_dir = "{cni_conf}"
+      max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri"]
+    stream_server_address = "127.0.0.1"
+"""
+
+KUBELET_CONFIG = """apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# cgroup v1 here (kubelet 1.35+ refuses it unless told), no systemd: the cgroupfs driver, in our own subtree.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: /{cgroup}
+cgroupsPerQOS: true
+kubeletCgroups: /{cgroup}/system
+containerRuntimeEndpoint: unix://{sock}
+imageServiceEndpoint: unix://{sock}
+address: {node_ip}
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+tlsCertFile: {pki}/kubelet-server.crt
+tlsPrivateKeyFile: {pki}/kubelet-server.key
+rotateCertificates: false
+serverTLSBootstrap: false
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: {pki}/ca.crt
+authorization:
+  mode: Webhook
+clusterDomain: cluster.local
+clusterDNS: []
+resolvConf: {resolv}
+failSwapOn: false
+protectKernelDefaults: false
+podLogsDir: /var/log/pods
+staticPodPath: ""
+maxPods: 64
+podPidsLimit: 4096
+evictionHard:
+  memory.available: "200Mi"
+  nodefs.available: "2%"
+  imagefs.available: "2%"
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+enforceNodeAllocatable: ["pods"]
+serializeImagePulls: false
+syncFrequency: 10s
+fileCheckFrequency: 10s
+nodeStatusUpdateFrequency: 10s
+# Root here lacks CAP_SYS_RESOURCE: the kubelet cannot lower its own oom_score_adj either.
+oomScoreAdj: 0
+"""
+
+KUBE_PROXY_CONFIG = """apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+mode: iptables
+oomScoreAdj: 0
+hostnameOverride: {node}
+clusterCIDR: {cluster_cidr}
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["primary"]
+conntrack:
+  # Zero: leave the host-wide conntrack table settings alone.
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+iptables:
+  localhostNodePorts: false
+"""
+
+
+def cni_conflist(ipam_dir: Path, subnet: str) -> dict[str, Any]:
+    """The pod network: a bridge with host-local addresses from `subnet`, masquerading to the outside, and portmap."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": "carbon254-sandbox",
+        "plugins": [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "dataDir": str(ipam_dir), "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }  # fmt: skip
