@@ -1,5 +1,5 @@
-# Copyright: carbon254 platform engineering
-# Apache License 2.0 (see LICENSE)
+# Copyright: (c) 2026, carbon254 platform engineering <platform@254carbon.com>
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0.txt)
 """Filter ``k8s_needs_apply``: whether applying a manifest would change the object in the cluster.
 
 kubernetes.core's client-side apply sends a PATCH for every object that holds a list (containers, ports, ...),

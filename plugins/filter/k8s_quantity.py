@@ -1,5 +1,5 @@
-# Copyright: carbon254 platform engineering
-# Apache License 2.0 (see LICENSE)
+# Copyright: (c) 2026, carbon254 platform engineering <platform@254carbon.com>
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0.txt)
 """Filter ``k8s_quantity``: a Kubernetes resource quantity (``500m``, ``1Gi``, ``2e3``) as a number."""
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 # -*- coding: utf-8 -*-
-# Copyright: carbon254 platform team
-# Apache License 2.0 (see galaxy.yml)
-"""Shared code of the carbon254.mlflow verification modules.
-
-An HTTP client for an MLflow tracking server that classifies every failure (connection refused, DNS, TLS,
-MLflow's Host check, 401, other statuses, timeouts), a Prometheus text parser, S3 HEAD requests through botocore
-(imported only when an S3 check is asked for), and plain requests to the presigned S3 URLs MLflow hands out.
-HTTP through ansible.module_utils.urls.
-"""
+# Copyright: (c) 2026, carbon254 platform engineering <platform@254carbon.com>
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0.txt)
+"""The verification modules' HTTP client for an MLflow tracking server: every failure classified (connection
+refused, DNS, TLS, MLflow's Host check, 401, other statuses, timeouts) into an MlflowError whose message names the
+request and what to check. HTTP through ansible.module_utils.urls. Beside it: prometheus_text (the /metrics names),
+mlflow_s3 (S3 checks through botocore), mlflow_presigned (presigned URL requests)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -24,17 +21,6 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import Request, make_context
-
-try:
-    import botocore.config
-    import botocore.exceptions
-    import botocore.session
-
-    HAS_BOTOCORE = True
-    BOTOCORE_IMPORT_ERROR = None
-except ImportError as exc:  # only the S3 options need it
-    HAS_BOTOCORE = False
-    BOTOCORE_IMPORT_ERROR = str(exc)
 
 try:
     from inspect import signature
@@ -142,13 +128,13 @@ class Response(object):
         return json.loads(self.body.decode("utf-8"))
 
 
-def _short(text, limit=300):
+def short(text, limit=300):
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _REFUSED = "nothing accepts connections at this address and port"
-_TIMEOUT = "no answer within the timeout"
+TIMEOUT_DETAIL = "no answer within the timeout"
 # (exception class, kind) in order of precedence; socket.timeout is TimeoutError from Python 3.10 on.
 _KIND_BY_TYPE = (
     (ssl.SSLCertVerificationError, "tls"),
@@ -172,7 +158,7 @@ _KIND_BY_TEXT = (
 def classify_network_error(exc):
     """(kind, detail) for an exception raised while connecting, sending or reading (not an HTTP status)."""
     reason = exc.reason if isinstance(exc, URLError) and not isinstance(exc, HTTPError) else exc
-    text = _short(getattr(reason, "verify_message", None) or reason, 500) or type(reason).__name__
+    text = short(getattr(reason, "verify_message", None) or reason, 500) or type(reason).__name__
     kind = None
     if SSLValidationError is not None and isinstance(exc, SSLValidationError):
         kind = "tls"
@@ -185,7 +171,7 @@ def classify_network_error(exc):
     if kind == "connection_refused":
         return kind, _REFUSED
     if kind == "timeout":
-        return kind, _TIMEOUT
+        return kind, TIMEOUT_DETAIL
     if kind == "dns":
         return kind, "cannot resolve the host name (%s)" % text
     if kind == "tls" and isinstance(reason, ssl.SSLError) and not isinstance(reason, ssl.SSLCertVerificationError):
@@ -208,10 +194,10 @@ def mlflow_error_detail(body):
     except ValueError:
         if text.lstrip()[:1] == "<":  # Flask's HTML error page, e.g. for an unhandled exception (500)
             text = html.unescape(_TAG.sub(" ", text))
-        return _short(text) or "(empty body)"
+        return short(text) or "(empty body)"
     if isinstance(data, dict) and ("error_code" in data or "message" in data):
-        return _short("%s: %s" % (data.get("error_code", "?"), data.get("message", "")))
-    return _short(text)
+        return short("%s: %s" % (data.get("error_code", "?"), data.get("message", "")))
+    return short(text)
 
 
 class MlflowClient(object):
@@ -315,7 +301,7 @@ class MlflowClient(object):
             return MlflowError(
                 "host_check",
                 "the server answered %r to Host %r; add that host:port to the server's --allowed-hosts or set "
-                "host_header to a name it allows" % (_short(text, 120), sent),
+                "host_header to a name it allows" % (short(text, 120), sent),
                 **common,
             )
         if status == 401:
@@ -335,7 +321,7 @@ class MlflowClient(object):
         except ValueError:
             raise MlflowError(
                 "invalid_response",
-                "not JSON: %s" % _short(response.text(), 200),
+                "not JSON: %s" % short(response.text(), 200),
                 endpoint=path,
                 method=method,
                 url=response.url,
@@ -359,206 +345,3 @@ def open_request(url, **kwargs):
             _CONTEXTS[key] = make_context(cafile=key[1], validate_certs=key[0])
         kwargs["context"] = _CONTEXTS[key]
     return Request().open(method, url, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Prometheus text exposition format
-
-_SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)")
-
-
-def parse_metric_names(text):
-    """(families, samples): names from `# TYPE`/`# HELP` lines, and names of the sample lines."""
-    families = set()
-    samples = set()
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[1] in ("TYPE", "HELP"):
-                families.add(parts[2])
-            continue
-        match = _SAMPLE_NAME.match(line)
-        if match:
-            samples.add(match.group(1))
-    return families, samples
-
-
-def missing_metrics(text, expected):
-    """The names in `expected` that are neither a metric family nor a sample name in `text`."""
-    families, samples = parse_metric_names(text)
-    return [name for name in expected if name not in families and name not in samples]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# S3, through botocore (the execution environment has it for amazon.aws): it signs, we classify.
-
-
-def s3_key(prefix, relative_path):
-    prefix = (prefix or "").strip("/")
-    return "%s/%s" % (prefix, relative_path) if prefix else relative_path
-
-
-def _s3_client(endpoint_url, *, access_key, secret_key, region, validate_certs, ca_path, timeout):
-    if not HAS_BOTOCORE:
-        raise MlflowError("connection", "the S3 checks need the botocore Python library: %s" % BOTOCORE_IMPORT_ERROR)
-    key = (endpoint_url, access_key, secret_key, region, validate_certs, ca_path, timeout)
-    if key not in _S3_CLIENTS:
-        session = botocore.session.get_session()
-        _S3_CLIENTS[key] = session.create_client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            verify=(ca_path or True) if validate_certs else False,
-            config=botocore.config.Config(
-                s3={"addressing_style": "path"},  # what MinIO and SeaweedFS serve
-                connect_timeout=timeout,
-                read_timeout=timeout,
-                retries={"max_attempts": 1},  # the modules retry on their own terms
-                user_agent_extra=USER_AGENT,
-            ),
-        )
-    return _S3_CLIENTS[key]
-
-
-_S3_CLIENTS = {}
-
-
-def _classify_botocore_error(exc):
-    """(kind, detail) for a botocore exception that is not an S3 error answer."""
-    if isinstance(exc, botocore.exceptions.SSLError):
-        return "tls", _short(exc)
-    if isinstance(exc, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
-        return "timeout", _TIMEOUT
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
-        cause = getattr(exc, "kwargs", {}).get("error")
-        return classify_network_error(cause if isinstance(cause, BaseException) else exc)
-    return classify_network_error(exc)
-
-
-def s3_head(
-    endpoint_url,
-    bucket,
-    key,
-    *,
-    access_key,
-    secret_key,
-    region="us-east-1",
-    validate_certs=True,
-    ca_path=None,
-    timeout=10.0,
-    clock=time.monotonic,
-):
-    """HEAD an object (key None: the bucket). Returns dict(status, size, etag, latency_ms); 404 gives status 404.
-
-    Other failures raise MlflowError (401/403 from S3 are reported as http_status with S3's error code).
-    """
-    endpoint = "S3 s3://%s/%s" % (bucket, key or "")
-    url = "%s/%s/%s" % (endpoint_url.rstrip("/"), bucket, key or "")
-    start = clock()
-    try:
-        client = _s3_client(
-            endpoint_url,
-            access_key=access_key,
-            secret_key=secret_key,
-            region=region,
-            validate_certs=validate_certs,
-            ca_path=ca_path,
-            timeout=timeout,
-        )
-        answer = client.head_bucket(Bucket=bucket) if key is None else client.head_object(Bucket=bucket, Key=key)
-    except MlflowError:
-        raise
-    except Exception as exc:  # every failure is classified, none escapes raw
-        latency = int((clock() - start) * 1000)
-        if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.ClientError):
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = exc.response.get("Error", {}).get("Code")
-            if status == 404:
-                return dict(status=404, size=None, etag=None, latency_ms=latency)
-            raise MlflowError(
-                "http_status",
-                "HTTP %s%s from the S3 endpoint" % (status, " (%s)" % code if code and code != str(status) else ""),
-                endpoint=endpoint,
-                method="HEAD",
-                url=url,
-                status_code=status,
-                latency_ms=latency,
-            ) from None
-        kind, detail = _classify_botocore_error(exc) if HAS_BOTOCORE else classify_network_error(exc)
-        raise MlflowError(kind, detail, endpoint=endpoint, method="HEAD", url=url, latency_ms=latency) from None
-    latency = int((clock() - start) * 1000)
-    size = answer.get("ContentLength")
-    return dict(
-        status=answer.get("ResponseMetadata", {}).get("HTTPStatusCode", 200),
-        size=int(size) if key is not None and size is not None else None,
-        etag=(answer.get("ETag") or "").strip('"') or None,
-        latency_ms=latency,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Presigned URLs (MLflow's direct S3 transfers): a plain HTTP request to wherever the server signed the URL for.
-
-
-def url_origin(url):
-    """scheme://host:port of a URL, without path and query: a presigned URL's query is a credential."""
-    parts = urlsplit(url)
-    return "%s://%s" % (parts.scheme, parts.netloc.rsplit("@", 1)[-1])
-
-
-def presigned_request(method, url, *, headers=None, data=None, timeout=10.0, validate_certs=True, ca_path=None,
-                      clock=time.monotonic):  # fmt: skip
-    """Send one request to a presigned URL as an MLflow client does (no credentials of ours).
-
-    Returns a Response for 2xx; raises MlflowError otherwise. Neither the URL's query (its signature) nor the
-    headers appear in an error: the error names the URL's origin and path only.
-    """
-    parts = urlsplit(url)
-    shown = "%s%s" % (url_origin(url), parts.path)
-    where = dict(endpoint=shown, method=method, url=url_origin(url))
-    start = clock()
-    try:
-        response = open_request(
-            url,
-            method=method,
-            data=data,
-            headers=dict(headers or {}),
-            timeout=timeout,
-            validate_certs=validate_certs,
-            ca_path=ca_path,
-            http_agent=USER_AGENT,
-            follow_redirects="none",
-            use_netrc=False,
-        )
-        try:
-            body = response.read()
-            status = response.getcode()
-            response_headers = dict(response.headers.items())
-        finally:
-            response.close()
-    except HTTPError as exc:
-        latency = int((clock() - start) * 1000)
-        try:
-            text = exc.read() or b""
-        except Exception:  # a body we cannot read is reported as empty
-            text = b""
-        code = re.search(rb"<Code>([^<]+)</Code>", text)
-        raise MlflowError(
-            "http_status",
-            "HTTP %s%s from the presigned URL" % (exc.code, " (%s)" % code.group(1).decode() if code else ""),
-            status_code=exc.code,
-            latency_ms=latency,
-            **where,
-        ) from None
-    except Exception as exc:  # every network failure is classified
-        latency = int((clock() - start) * 1000)
-        kind, detail = classify_network_error(exc)
-        if kind == "timeout":
-            detail = "no answer within %g s (request timeout)" % timeout
-        raise MlflowError(kind, detail, latency_ms=latency, **where) from exc
-    return Response(status, body, response_headers, int((clock() - start) * 1000), shown)

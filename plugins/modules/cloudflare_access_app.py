@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: carbon254 platform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, carbon254 platform engineering <platform@254carbon.com>
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0.txt)
 
 from __future__ import absolute_import, division, print_function
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: carbon254 platform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, carbon254 platform engineering <platform@254carbon.com>
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -180,8 +180,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_client import (
     MlflowClient,
     MlflowError,
-    missing_metrics,
     mlflow_connection_argument_spec,
+)
+from ansible_collections.carbon254.mlflow.plugins.module_utils.prometheus_text import (
+    missing_metrics,
     parse_metric_names,
 )
 

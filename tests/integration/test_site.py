@@ -108,20 +108,41 @@ def test_preflight_refuses_tls_without_verification_unless_acknowledged(sandbox,
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "expected"),
+    ("variable", "value", "expected", "service"),
     [
-        ("minio_bucket_state", "gone", "minio_bucket_state"),
-        ("mlflow_k8s_replicas", "two", "mlflow_k8s_replicas"),
-        ("postgres_init_ssl_mode", "maybe", "postgres_init_ssl_mode"),
-        ("mlflow_client_presigned_transfers", "sometimes", "mlflow_client_presigned_transfers must be true or false"),
+        (
+            "minio_bucket_state",
+            "gone",
+            "minio_bucket_state",
+            "carbon254.mlflow.minio_bucket : preflight | Read the bucket",
+        ),
+        ("mlflow_k8s_replicas", "two", "mlflow_k8s_replicas", "carbon254.mlflow.mlflow_k8s : preflight | Reach"),
+        (
+            "postgres_init_ssl_mode",
+            "maybe",
+            "postgres_init_ssl_mode",
+            "carbon254.mlflow.postgres_init : preflight | Reach",
+        ),
+        (
+            "mlflow_client_presigned_transfers",
+            "sometimes",
+            "mlflow_client_presigned_transfers must be true or false",
+            "carbon254.mlflow.postgres_init : preflight | Reach",
+        ),
     ],
 )
-def test_preflight_validates_the_inputs_against_the_roles_argument_specs(sandbox, tmp_path, variable, value, expected):
+def test_preflight_validates_the_inputs_against_the_roles_argument_specs(  # noqa: PLR0917 - pytest parameters
+    sandbox, tmp_path, variable, value, expected, service
+):
+    # Each role's `preflight` entry point is validated by Ansible before the role's first task: the role whose input
+    # is wrong never reaches its service (the roles before it only read), and nothing is written.
+    started = time.time()
     result = play(SITE, "--tags", "preflight", extra={variable: value}, tmp_path=tmp_path)
     assert result.failed
     errors = [message for message in result.failure_messages() if expected in message]
     assert errors, result.failure_messages()
-    assert not any(name.endswith("Reach PostgreSQL") for name in executed_tasks(result))
+    assert not any(name.startswith(service) for name in executed_tasks(result)), executed_tasks(result)
+    assert result.changed == 0 and writes_since(sandbox, started) == []
 
 
 def vault_inventory(tmp_path: Path, content: dict) -> tuple[Path, Path]:

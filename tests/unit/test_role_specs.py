@@ -28,6 +28,25 @@ def test_argument_specs_keys_equal_defaults_keys(role):
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_second_entry_points_have_their_own_argument_specs(role):
+    """Every tasks file another playbook includes (tasks_from) is an entry point of the argument specs, with the
+    role's inputs: Ansible validates them before the first task, as for `main` (prometheus' _common role does so)."""
+    specs = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+    included = {"preflight"} | ({"export"} if (ROOT / "roles" / role / "tasks" / "export.yml").exists() else set())
+    assert set(specs) == {"main"} | included
+    for entry in included:
+        assert specs[entry]["options"] == specs["main"]["options"], entry
+        assert specs[entry]["short_description"], entry
+    for path in (ROOT / "playbooks").glob("*.yml"):
+        text = path.read_text()
+        assert (
+            "validate_argument_spec" not in text
+            or "playbooks/vars/argument_specs.yml" in text
+            or "vars/argument_specs.yml" in text
+        ), path
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_every_option_is_typed_described_and_prefixed(role):
     options = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
     for name, spec in options.items():

@@ -30,6 +30,8 @@ if str(COLLECTIONS) not in sys.path:
 
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
+from tests.helpers import MLFLOW_VERSION  # noqa: E402
+
 HOST_CHECK_BODY = b"Invalid Host header - possible DNS rebinding attack detected"  # MLflow 3.17.2's exact text
 METRICS_TEXT = """# HELP mlflow_exporter_info Information about the Prometheus Flask exporter
 # TYPE mlflow_exporter_info gauge
@@ -80,7 +82,7 @@ class FakeMlflow:
         self.fail: dict[str, tuple[int, bytes]] = {}
         self.allowed_hosts: set[str] | None = None
         self.auth: tuple[str, str] | None = None
-        self.version = "3.17.2"
+        self.version = MLFLOW_VERSION
         self.metrics = METRICS_TEXT
         self.corrupt_download = False
         self.wrong_metric = False

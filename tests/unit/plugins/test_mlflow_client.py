@@ -1,20 +1,17 @@
-"""module_utils/mlflow_client.py: failure classification, S3 HEAD through botocore, presigned URL requests,
+"""module_utils: mlflow_client (failure classification), mlflow_s3 (S3 HEAD through botocore), mlflow_presigned,
 the Prometheus text parser and the artifact path helpers."""
 
 from __future__ import annotations
 
 import pytest
-from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_client import (
-    MlflowClient,
-    MlflowError,
+from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_client import MlflowClient, MlflowError
+from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_presigned import presigned_request, url_origin
+from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_roundtrip import proxied_artifact_root
+from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_s3 import s3_head, s3_key
+from ansible_collections.carbon254.mlflow.plugins.module_utils.prometheus_text import (
     missing_metrics,
     parse_metric_names,
-    presigned_request,
-    s3_head,
-    s3_key,
-    url_origin,
 )
-from ansible_collections.carbon254.mlflow.plugins.modules.mlflow_roundtrip import proxied_artifact_root
 
 
 def test_s3_paths():

@@ -6,15 +6,17 @@ import base64
 
 from ansible_collections.carbon254.mlflow.plugins.modules import mlflow_health
 
+from tests.helpers import MLFLOW_VERSION
+
 FAST = {"delay": 0.01, "retries": 0, "timeout": 5}
 
 
 def test_healthy_server(server, run_module):
-    result = run_module(mlflow_health, {"url": server.url, "expected_version": "3.17.2",
+    result = run_module(mlflow_health, {"url": server.url, "expected_version": MLFLOW_VERSION,
                                         "expected_metrics": ["mlflow_exporter_info", "mlflow_http_request_total"]})  # fmt: skip
     assert not result.get("failed"), result
     assert result["changed"] is False
-    assert result["version"] == "3.17.2"
+    assert result["version"] == MLFLOW_VERSION
     assert result["attempts"] == 1
     assert set(result["endpoints"]) == {"health", "version", "metrics"}
     for name, entry in result["endpoints"].items():
@@ -128,10 +130,10 @@ def test_slow_response_within_the_timeout_passes(server, run_module):
 
 def test_wrong_version(server, run_module):
     server.app.version = "3.16.0"
-    result = run_module(mlflow_health, {"url": server.url, "expected_version": "3.17.2", **FAST})
+    result = run_module(mlflow_health, {"url": server.url, "expected_version": MLFLOW_VERSION, **FAST})
     assert result["failed"] and result["failure_kind"] == "version_mismatch"
     assert result["version"] == "3.16.0"
-    assert "'3.16.0'" in result["msg"] and "'3.17.2'" in result["msg"]
+    assert "'3.16.0'" in result["msg"] and f"'{MLFLOW_VERSION}'" in result["msg"]
     assert result["endpoints"]["version"]["ok"] is False
     assert "/metrics" not in server.app.routes()
 
