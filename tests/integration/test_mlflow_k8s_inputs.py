@@ -76,6 +76,15 @@ CASES = {
         {"mlflow_k8s_prestop_sleep": -1},
         "mlflow_k8s_prestop_sleep must be a whole number of seconds, 0 or more",
     ),
+    "running as root": ({"mlflow_k8s_run_as_user": 0}, "mlflow_k8s_run_as_user 0 would run MLflow as root"),
+    "memory limit that is not a quantity": (
+        {"mlflow_k8s_memory_limit": "lots"},
+        "mlflow_k8s_memory_limit is not a Kubernetes quantity",
+    ),
+    "cpu request that is not a quantity": (
+        {"mlflow_k8s_cpu_request": "half a core"},
+        "mlflow_k8s_cpu_request is not a Kubernetes quantity",
+    ),
     "credential cache of no entries": (
         {"mlflow_k8s_auth_cache_max_size": 0},
         "mlflow_k8s_auth_cache_max_size must be at least 1",

@@ -214,6 +214,18 @@ def test_deployment_is_hardened(rendered):
         assert deployment["spec"]["replicas"] == 2
 
 
+def test_server_pods_carry_the_guides_app_label_outside_the_selector(rendered):
+    # The deployment guide selects `app=mlflow` (kubectl get pods -l app=mlflow, its scrape rule's keep on
+    # __meta_kubernetes_pod_label_app); a selector is immutable, so the label is on the pods only.
+    (deployment,) = by_kind(rendered["files"], "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "mlflow"
+    assert "app" not in deployment["spec"]["selector"]["matchLabels"]
+    (service,) = by_kind(rendered["files"], "Service")
+    assert "app" not in service["spec"]["selector"]
+    for job in by_kind(rendered["files"], "Job"):
+        assert "app" not in job["spec"]["template"]["metadata"].get("labels", {}), "migrations are not the server"
+
+
 def test_pods_trust_the_given_cas(rendered):
     """The CA ConfigMap carries the S3 and PostgreSQL CAs; the server and every migration pod mount what they use."""
     cas = [c for c in by_kind(rendered["files"], "ConfigMap") if c["metadata"]["name"] == "mlflow-ca"]
