@@ -33,6 +33,8 @@ from .images import (
     podman,
     podman_argv,
     podman_build,
+    podman_command,
+    podman_namespace,
     save_archive,
 )
 from .pins import BASE_SCRIPT, IMAGES, OPT, PODMAN_ROOT
@@ -160,13 +162,33 @@ def execution_node_podman() -> Path:
     ansible-runner 2.4 runs containers only when its executable is exactly `podman`: the AWX tests put a `podman`
     that calls this script first on the worker's PATH (tests/awx_double/execution.py)."""
     path = OPT / "bin" / "podman-execution-node"
-    prefix = " ".join(shlex.quote(arg) for arg in podman_argv())
+    podman = " ".join(shlex.quote(arg) for arg in podman_command())
     flags = " ".join(shlex.quote(arg) for arg in container_flags(JOB_CGROUP_PARENT))
+    # podman 4.3 (Debian 12) can lose the race between `run` and the cleanup process that records the exit code
+    # ("Waiting for container <id>: getting exit code of container <id> from DB: no such exit code (container in
+    # state running)", containers/podman#18860): the job's container then ran to its end but `run` fails. Ask
+    # `podman wait` for the exit code instead, as AWX's receptor would see it from a podman without the race.
+    run = (
+        f"podman=({podman})\n"
+        "err=$(mktemp)\n"
+        f'"${{podman[@]}}" run {flags} "$@" 2>"$err"\n'
+        "rc=$?\n"
+        'cat "$err" >&2\n'
+        "cid=$(grep -o 'Waiting for container [0-9a-f]\\{64\\}: getting exit code of container [0-9a-f]\\{64\\} "
+        "from DB: no such exit code' \"$err\" | grep -o '[0-9a-f]\\{64\\}' | head -n 1)\n"
+        'if [ "$rc" -ne 0 ] && [ -n "$cid" ]; then\n'
+        '  rc=$("${podman[@]}" wait "$cid") || rc=125\n'
+        '  "${podman[@]}" rm --force "$cid" >/dev/null 2>&1\n'
+        "fi\n"
+        'rm -f "$err"\n'
+        'exit "$rc"\n'
+    )
     script = (
         "#!/bin/sh\n"
         "# podman as the sandbox's AWX execution node runs job containers (written by sandbox/ee.py)\n"
-        f'if [ "${{1:-}}" = run ]; then shift; set -- run {flags} "$@"; fi\n'
-        f'exec {prefix} "$@"\n'
+        f'if [ "${{1:-}}" != run ]; then exec {" ".join(shlex.quote(a) for a in podman_argv())} "$@"; fi\n'
+        "shift\n"
+        f'exec {" ".join(shlex.quote(a) for a in podman_namespace(run))} "$@"\n'
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != script:

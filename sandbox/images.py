@@ -74,18 +74,29 @@ def _key(*parts: bytes | str) -> str:
     return sha.hexdigest()[:12]
 
 
-def podman_argv(*args: str) -> list[str]:
-    """The command line of one podman command in its own PID and mount namespaces, on the sandbox's private store."""
+def podman_command() -> list[str]:
+    """podman on the sandbox's private store (run it inside podman_namespace(), whose tmpfs is its runroot)."""
     if shutil.which("podman") is None:
         raise SandboxError("podman is missing: `make setup` installs it (Debian package podman)")
     for sub in ("storage", "run", "tmp"):
         (PODMAN_ROOT / sub).mkdir(parents=True, exist_ok=True)
     run, tmp = PODMAN_ROOT / "run", PODMAN_ROOT / "tmp"
-    script = 'set -e; mount -t tmpfs -o mode=0700 carbon254-podman "$1"; mkdir -p "$1/runc"; shift; exec "$@"'
     store = ["--root", str(PODMAN_ROOT / "storage"), "--runroot", str(run), "--tmpdir", str(tmp)]
+    return ["env", f"TMPDIR={tmp}", "podman", *store, "--storage-driver", "overlay"]
+
+
+def podman_namespace(script: str = 'exec "$@"') -> list[str]:
+    """Own PID and mount namespaces with a fresh tmpfs as podman's runroot, then the shell `script` (arguments
+    appended to this list are its "$@")."""
+    run = PODMAN_ROOT / "run"
+    mount = f"set -e; mount -t tmpfs -o mode=0700 carbon254-podman {run}; mkdir -p {run}/runc; set +e\n"
     return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
-            "sh", "-c", script, "sh", str(run), "env", f"TMPDIR={tmp}", "podman", *store,
-            "--storage-driver", "overlay", *args]  # fmt: skip
+            "bash", "-c", mount + script, "bash"]  # fmt: skip
+
+
+def podman_argv(*args: str) -> list[str]:
+    """The command line of one podman command in its own PID and mount namespaces, on the sandbox's private store."""
+    return [*podman_namespace(), *podman_command(), *args]
 
 
 def podman(*args: str, timeout: float = 3600) -> str:

@@ -174,6 +174,8 @@ BAD_INPUTS = [
     pytest.param({"minio_bucket_noncurrent_version_expiration_days": "ninety"}, "minio_bucket_noncurrent_version_expiration_days", id="days-not-an-int"),
     pytest.param({"minio_bucket_noncurrent_version_expiration_days": 0}, "minio_bucket_noncurrent_version_expiration_days must be at least 1", id="days-zero"),
     pytest.param({"minio_bucket_validate_certs": "sometimes"}, "minio_bucket_validate_certs", id="bool-not-a-bool"),
+    pytest.param({"minio_bucket_abort_incomplete_multipart_upload_days": 0}, "minio_bucket_abort_incomplete_multipart_upload_days must be at least 1", id="abort-days-zero"),
+    pytest.param({"minio_bucket_lifecycle_rule_id": ""}, "minio_bucket_lifecycle_rule_id is empty", id="empty-rule-id"),
 ]  # fmt: skip
 
 

@@ -253,6 +253,10 @@ BAD_INPUTS = [
     pytest.param({"postgres_init_login_port": 1}, "cannot connect to PostgreSQL at 127.0.0.1:1", id="unreachable"),
     pytest.param({"postgres_init_login_password": "wrong"}, "password authentication failed", id="wrong-admin-password"),
     pytest.param({"postgres_init_ssl_mode": "always"}, "postgres_init_ssl_mode", id="ssl-mode-choice"),
+    pytest.param({"postgres_init_login_port": 0}, "postgres_init_login_port must be between 1 and 65535", id="port-zero"),
+    pytest.param({"postgres_init_db_user_conn_limit": -5}, "postgres_init_db_user_conn_limit must be -1 (no limit) or more", id="conn-limit"),
+    pytest.param({"postgres_init_db_encoding": "UTF 8"}, "postgres_init_db_encoding", id="encoding-name"),
+    pytest.param({"postgres_init_connect_timeout": 0}, "postgres_init_connect_timeout must be a positive number", id="timeout-zero"),
 ]  # fmt: skip
 
 
