@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import re
+import secrets
 import threading
 from typing import Any
 from urllib.parse import urlparse
@@ -177,7 +178,9 @@ class Store:
         self.records: dict[str, dict[int, Record]] = {ep: {} for ep in [*RESOURCES, *JOB_TYPES]}
         self.ids = {ep: itertools.count(1) for ep in self.records}
         # Jobs, project updates, inventory updates and workflow jobs are one table in AWX (UnifiedJob): one sequence.
-        unified = itertools.count(1)
+        # It starts at a random point: a job's container is named by its id (ansible_runner_<id>) on the one podman
+        # store every double shares, and AWX never reuses an id, but two doubles (CI's lanes) each counting from 1 would.
+        unified = itertools.count(100_000 + secrets.randbelow(10**8))
         self.ids.update(dict.fromkeys(JOB_TYPES, unified))
         self.writes: list[tuple[str, str, int | None]] = []  # (method, endpoint, id) of every accepted write
         for spec in MANAGED_TYPES:
