@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
-from tests.demo.helpers import MLFLOW_CLIENT_PYTHON, read_env_file  # noqa: E402
-from tests.helpers import BIN, ansible_env  # noqa: E402
+from harness.ansible import BIN, ansible_env  # noqa: E402
+from harness.client import MLFLOW_CLIENT_PYTHON, read_env_file  # noqa: E402
 
 HEADING = "## Basic-auth credential cache: authenticated calls beside unauthenticated ones (bench/auth_cache.py)"
 # Ports and pod network of this benchmark's own sandbox (the others: tests/demo/helpers.py DEMO_SANDBOX).

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
+from harness.ansible import BIN, ansible_env  # noqa: E402
 from sandbox import audit  # noqa: E402
-from tests.helpers import BIN, ansible_env  # noqa: E402
 
 HEADING = "## The sandbox's Kubernetes: build, up, memory, a re-run's requests (bench/cluster.py)"
 SANDBOX = {"SANDBOX_PG_PORT": "27932", "SANDBOX_S3_PORT": "27933", "SANDBOX_K8S_PORT": "27943",

@@ -46,12 +46,12 @@ import boto3  # noqa: E402
 import psycopg2  # noqa: E402
 
 from bench.sandbox_startup import update_doc  # noqa: E402
+from harness.ansible import run_role  # noqa: E402
+from harness.kube import api as api_get  # noqa: E402
+from harness.kube import delete_namespace as api_delete_namespace  # noqa: E402
+from harness.kube import service_base  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from sandbox.node import hierarchies  # noqa: E402
-from tests.helpers import run_role  # noqa: E402
-from tests.kube import api as api_get  # noqa: E402
-from tests.kube import delete_namespace as api_delete_namespace  # noqa: E402
-from tests.kube import service_base  # noqa: E402
 
 HEADING = "## MLflow pods under log_metric load: memory headroom (bench/mlflow_k8s_load.py)"
 CLAIM = 0.25  # issue 4: RSS stays below the limit with at least 25% headroom

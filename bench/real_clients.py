@@ -1,4 +1,4 @@
-"""Benchmark: how long each real-client step takes against `make demo`'s deployment (tests/demo/client_steps.py).
+"""Benchmark: how long each real-client step takes against `make demo`'s deployment (harness/client_steps.py).
 
 The MLflow Python client of the deployed release runs each step as the quickstart tests do, through the snippet
 `make demo` prints (the client settings file of the sandbox named by SANDBOX_STATE_DIR, default .sandbox, which
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
-from tests.demo.helpers import FOUR_MIB, Client, read_env_file  # noqa: E402
+from harness.client import FOUR_MIB, Client, read_env_file  # noqa: E402
 
 HEADING = "## Real MLflow client steps against make demo (bench/real_clients.py)"
 

@@ -2,7 +2,7 @@
 
 Starts the sandbox (settings from the SANDBOX_* variables, as `python -m sandbox up`; stopped again only if this
 script started it) and one MLflow 3.17.2 server on it, as tests/integration/test_mlflow_modules.py does
-(PostgreSQL backend store, S3 artifact destination, --expose-prometheus, one worker). Then runs
+(harness/modules.py: PostgreSQL backend store, S3 artifact destination, --expose-prometheus, one worker). Then runs
 tests/integration/playbooks/mlflow_modules.yml N times each way: an empty play (both tasks skipped: what
 ansible-playbook itself costs), health only, round trip only (with the module's S3 checks). It reports the
 wall time of ansible-playbook and what the modules measure themselves (`elapsed_ms`, `timings`).
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
+from harness.modules import HEALTH, ROUNDTRIP, mlflow_server, play, s3_vars, task  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
-from tests.integration.test_mlflow_modules import HEALTH, ROUNDTRIP, mlflow_server, play, s3_vars, task  # noqa: E402
 
 STEPS = ["create_experiment", "create_run", "log_batch", "server_info", "upload_artifact", "presigned_upload",
          "download_artifact", "presigned_download", "s3_head_object", "get_run", "delete_presigned_artifact",

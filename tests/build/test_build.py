@@ -31,7 +31,7 @@ def test_build_install_and_use(tmp_path: Path):
         names = tar.getnames()
     assert "roles/postgres_init/meta/argument_specs.yml" in names
     assert "roles/minio_bucket/tasks/main.yml" in names
-    for excluded in ("sandbox", "tests", "molecule", ".ci", "Makefile", ".venv", ".sandbox", "bench"):
+    for excluded in ("sandbox", "tests", "molecule", ".ci", "Makefile", ".venv", ".sandbox", "bench", "harness"):
         assert not [n for n in names if n == excluded or n.startswith(excluded + "/")], excluded
 
     # --no-deps: the dependencies come from the `ansible` package already installed (Galaxy is unreachable).

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.helpers import DEMO_SANDBOX, SNIPPET_LABEL, Client, make, printed, read_env_file, site, what_exists
-from tests.helpers import BIN, ROOT
-from tests.kube import writes_since
+from harness.ansible import BIN, ROOT
+from harness.client import Client, read_env_file
+from harness.kube import writes_since
+from tests.demo.helpers import DEMO_SANDBOX, SNIPPET_LABEL, make, printed, site, what_exists
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from harness.ansible import ROOT
 
 pytestmark = pytest.mark.integration
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")

@@ -1,8 +1,8 @@
 """Real clients on `make demo`'s deployment, from where users stand, with only what the collection hands them.
 
-The MLflow Python client of the deployed release (installed as a user would) runs each step of tests/demo/
-client_steps.py in the environment the snippet `make demo` prints sets up, and nothing else (no MLFLOW_* or AWS_*
-variables of the test runner, no S3 keys). Every step has a deadline: a client that hangs (as MLflow clients do
+The MLflow Python client of the deployed release (installed as a user would) runs each step of
+harness/client_steps.py in the environment the snippet `make demo` prints sets up, and nothing else (no MLFLOW_* or
+AWS_* variables of the test runner, no S3 keys). Every step has a deadline: a client that hangs (as MLflow clients do
 when they follow a presigned URL to an S3 endpoint they cannot reach) fails the test instead of stalling it.
 """
 
@@ -17,8 +17,9 @@ import urllib.request
 
 import pytest
 
-from tests.demo.helpers import FOUR_MIB, PROXY_VARIABLES, StepFailed
-from tests.helpers import BIN, ROOT
+from harness.ansible import BIN, ROOT
+from harness.client import FOUR_MIB, StepFailed
+from tests.demo.helpers import PROXY_VARIABLES
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT
+from harness.ansible import BIN, ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.helpers import MLFLOW_CLIENT_PYTHON, printed, read_env_file, recap_changed, s3_client, site
-from tests.helpers import MLFLOW_VERSION
-from tests.kube import writes_since
+from harness.ansible import MLFLOW_VERSION
+from harness.client import MLFLOW_CLIENT_PYTHON, read_env_file
+from harness.kube import writes_since
+from harness.stores import s3_client
+from tests.demo.helpers import printed, recap_changed, site
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.ansible import BIN, ROOT, ansible_env
+from harness.kube import api, delete_namespace, kubectl, writes_since
+from harness.stores import drop_stores, s3_client
 from sandbox.ee import build_ee, execution_node_podman
 from tests.awx_double import AwxDouble
-from tests.helpers import BIN, ROOT, ansible_env
-from tests.kube import api, delete_namespace, kubectl, writes_since
-from tests.stores import drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 NS, DB, BUCKET, SA = "mlflow-awx", "mlflow_awx", "mlflow-awx", "mlflow-deployer"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from harness.ansible import run_role
 from tests.cloudflare_double import (
     DEFAULT_TOKEN,
     DEFAULT_TUNNEL_ID,
@@ -18,7 +19,6 @@ from tests.cloudflare_double import (
     CloudflareDouble,
     Fault,
 )
-from tests.helpers import run_role
 
 HOST = "mlflow.254carbon.com"
 OTHER_TUNNEL = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import BIN, INVENTORY, ROOT, ansible_env
-from tests.kube import delete_namespace, requests_since, writes_since
+from harness.ansible import BIN, INVENTORY, ROOT, ansible_env
+from harness.kube import delete_namespace, requests_since, writes_since
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from tests import stores
-from tests.helpers import run_role
+from harness import stores
+from harness.ansible import run_role
 
 pytestmark = pytest.mark.integration
 

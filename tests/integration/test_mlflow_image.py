@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import MLFLOW_IMAGE, MLFLOW_VERSION, ROOT
-from tests.kube import api, delete_namespace, kubectl
+from harness.ansible import MLFLOW_IMAGE, MLFLOW_VERSION, ROOT
+from harness.kube import api, delete_namespace, kubectl
 
 pytestmark = pytest.mark.integration
 IMAGE = MLFLOW_IMAGE

@@ -3,7 +3,7 @@
 The tests share one deployment and run in file order, each building on the state the previous one left, as an
 operator's successive runs would: check mode on an empty namespace, converge, an unchanged re-run, a config
 change, a version change, a broken command, a failed migration, teardown. Basic-auth has its own deployment.
-Every role run goes through ansible-playbook (tests/helpers.run_role), as users run it.
+Every role run goes through ansible-playbook (harness.ansible.run_role), as users run it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import uuid
 
 import pytest
 
-from tests.helpers import MLFLOW_IMAGE, MLFLOW_VERSION, PlayResult, run_role
-from tests.kube import api, delete_namespace, service_base, tag_image, writes_since
-from tests.stores import admin_conn, drop_stores, s3_client
+from harness.ansible import MLFLOW_IMAGE, MLFLOW_VERSION, PlayResult, run_role
+from harness.kube import api, delete_namespace, service_base, tag_image, writes_since
+from harness.stores import admin_conn, drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 

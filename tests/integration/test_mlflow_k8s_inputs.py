@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.helpers import run_role
-from tests.kube import requests_since
+from harness.ansible import run_role
+from harness.kube import requests_since
 
 pytestmark = pytest.mark.integration
 

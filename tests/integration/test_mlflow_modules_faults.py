@@ -23,8 +23,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import MLFLOW_VERSION
-from tests.integration.test_mlflow_modules import (
+from harness.ansible import MLFLOW_VERSION
+from harness.modules import (
     HEALTH,
     ROUNDTRIP,
     experiments,
@@ -35,7 +35,7 @@ from tests.integration.test_mlflow_modules import (
     s3_vars,
     task,
 )
-from tests.stores import admin_conn
+from harness.stores import admin_conn
 
 pytestmark = pytest.mark.integration
 ADMIN_USER = "ci-admin"

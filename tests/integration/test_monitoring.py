@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.ansible import PlayResult, promtool, run_role
+from harness.kube import api, delete_namespace, kubectl, writes_since
 from sandbox.build import prometheus_operator_crds
-from tests.helpers import PlayResult, promtool, run_role
-from tests.kube import api, delete_namespace, kubectl, writes_since
 
 pytestmark = pytest.mark.integration
 CRDS = ("servicemonitors", "prometheusrules")

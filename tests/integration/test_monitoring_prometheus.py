@@ -30,13 +30,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.ansible import MLFLOW_VERSION, ROOT, run_role
+from harness.kube import api, delete_namespace, import_images, kubectl, service_base
+from harness.stores import admin_conn, drop_stores, s3_client
 from sandbox.build import prometheus_operator_crds
 from sandbox.pins import ON_DEMAND, PROMETHEUS_IMAGE
-from tests.helpers import MLFLOW_VERSION, ROOT, run_role
 from tests.integration import monitoring_stack
 from tests.integration.test_mlflow_k8s import call, role_vars
-from tests.kube import api, delete_namespace, import_images, kubectl, service_base
-from tests.stores import admin_conn, drop_stores, s3_client
 
 pytestmark = pytest.mark.integration
 DASHBOARD = ROOT / "roles/monitoring/files/mlflow-dashboard.json"

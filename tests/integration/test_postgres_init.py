@@ -10,8 +10,8 @@ import psycopg2
 import pytest
 from psycopg2 import errors
 
-from tests.helpers import run_role
-from tests.stores import query
+from harness.ansible import run_role
+from harness.stores import query
 
 pytestmark = pytest.mark.integration
 

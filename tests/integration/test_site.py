@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT, PlayResult, ansible_env
-from tests.kube import writes_since
+from harness.ansible import BIN, ROOT, PlayResult, ansible_env
+from harness.kube import writes_since
 
 pytestmark = pytest.mark.integration
 SITE = ROOT / "playbooks" / "site.yml"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT, ansible_env
+from harness.ansible import BIN, ROOT, ansible_env
 
 AWX = ROOT / "awx"
 # AWX's built-in type used by the environments (awx/main/models/credential/__init__.py).

@@ -18,7 +18,7 @@ import jinja2
 import pytest
 import yaml
 
-from tests.helpers import BIN, INVENTORY, ROOT, ansible_env
+from harness.ansible import BIN, INVENTORY, ROOT, ansible_env
 
 PLAYBOOK = ROOT / "tests" / "unit" / "playbooks" / "client_settings.yml"
 PROXIED = {"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT, ansible_env
+from harness.ansible import BIN, ROOT, ansible_env
 
 SECRETS = {
     "mlflow_db_password": "pw-Render/Test@1",

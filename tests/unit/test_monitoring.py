@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import BIN, ROOT, ansible_env
-from tests.helpers import promtool as promtool_path
+from harness.ansible import BIN, ROOT, ansible_env
+from harness.ansible import promtool as promtool_path
 
 PROMTOOL = promtool_path()
 RULES_TEST = ROOT / "tests/unit/monitoring/rules-test.yml"

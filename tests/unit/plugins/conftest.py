@@ -30,7 +30,7 @@ if str(COLLECTIONS) not in sys.path:
 
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 
-from tests.helpers import MLFLOW_VERSION  # noqa: E402
+from harness.ansible import MLFLOW_VERSION  # noqa: E402
 
 HOST_CHECK_BODY = b"Invalid Host header - possible DNS rebinding attack detected"  # MLflow 3.17.2's exact text
 METRICS_TEXT = """# HELP mlflow_exporter_info Information about the Prometheus Flask exporter

@@ -6,7 +6,7 @@ import base64
 
 from ansible_collections.carbon254.mlflow.plugins.modules import mlflow_health
 
-from tests.helpers import MLFLOW_VERSION
+from harness.ansible import MLFLOW_VERSION
 
 FAST = {"delay": 0.01, "retries": 0, "timeout": 5}
 

@@ -1,4 +1,5 @@
-"""Shared helpers for the tests: run a role through ansible-playbook and read what happened."""
+"""Ansible as the tests and benchmarks run it: a role through ansible-playbook, this checkout as the collection,
+and what happened."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The tests' way to the sandbox's Kubernetes: its API as the admin (x509), its audit log, its Services' URLs."""
+"""The way to the sandbox's Kubernetes: its API as the admin (x509), its audit log, its Services' URLs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness.ansible import BIN, ROOT
 from sandbox import audit
-from tests.helpers import BIN, ROOT
 
 
 def _context(facts: dict) -> ssl.SSLContext:
@@ -44,15 +44,16 @@ def requests_since(facts: dict, start: float) -> list[dict]:
 
 
 def writes_since(facts: dict, start: float, ns: str | None = None, user: str | None = "kubernetes-admin") -> list[str]:
-    """Writes `user` (None: anyone) sent the API server since `start` (in namespace `ns` if given), dry runs excluded."""
+    """Writes `user` (None: anyone) sent the API server since `start` (in namespace `ns` if given), dry runs
+    excluded."""
     return audit.writes(facts["kubernetes"]["audit_log"], start, ns, user)
 
 
 def service_base(facts: dict, ns: str, name: str = "mlflow") -> str:
     """The host URL the sandbox forwards to a Service (`python -m sandbox service-url`)."""
-    env = {"SANDBOX_STATE_DIR": facts["state_dir"]}
-    proc = subprocess.run([str(BIN / "python"), "-m", "sandbox", "service-url", ns, name], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    env = {**os.environ, "SANDBOX_STATE_DIR": facts["state_dir"]}
+    proc = subprocess.run([str(BIN / "python"), "-m", "sandbox", "service-url", ns, name], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     return proc.stdout.strip()
 
 

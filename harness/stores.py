@@ -1,4 +1,4 @@
-"""The tests' way to the sandbox's PostgreSQL and S3 as their administrators (like kubernetes.core's setup_* targets,
+"""The way to the sandbox's PostgreSQL and S3 as their administrators (like kubernetes.core's setup_* targets,
 one place): a connection, a client, and the removal of what a test made."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What data scientists do with the MLflow Python client, one step per call, for tests/demo/test_clients.py.
+"""What data scientists do with the MLflow Python client, one step per call, for tests/demo/test_clients.py
+and bench/real_clients.py (harness.client.Client runs it).
 
 Run by the MLflow client of the deployed release (`make setup` installs it as a user would), in nothing but the
 environment `make demo` tells users to load; it prints one JSON object with the step's results and `seconds` (the
@@ -25,7 +26,7 @@ class Doubler(mlflow.pyfunc.PythonModel):
     def __init__(self, factor: int) -> None:
         self.factor = factor
 
-    def predict(self, context, model_input: list[float]) -> list[float]:
+    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: list[float]) -> list[float]:
         return [value * self.factor for value in model_input]
 
 
