@@ -79,6 +79,15 @@ def test_preflight_refuses_the_seed_default_passwords_outside_the_sandbox(sandbo
     assert result.changed == 0
     assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
 
+    # A short password of MLflow's own login is refused there too, by its length (never its value).
+    short = {**extra, "mlflow_db_password": "abc123", "mlflow_s3_access_key": "an-access-key"}
+    result = play(SITE, extra=short, tmp_path=tmp_path)
+    assert result.failed
+    message = " ".join(result.failure_messages())
+    assert "mlflow_db_password has 6 characters; outside the sandbox it needs at least 12" in message
+    assert "abc123" not in message
+    assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
+
     # The same password is accepted in the sandbox (the preflight then reaches every service).
     result = play(SITE, "--tags", "preflight", extra={"mlflow_db_password": SEED_DB_PASSWORD}, tmp_path=tmp_path)
     assert not result.failed, result.failure_messages() or result.output[-3000:]
