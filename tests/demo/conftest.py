@@ -14,13 +14,23 @@ import pytest
 from harness.ansible import BIN, ROOT
 from harness.client import Client, read_env_file
 from harness.kube import writes_since
-from tests.demo.helpers import DEMO_SANDBOX, SNIPPET_LABEL, make, printed, site, what_exists
+from tests.demo.helpers import (
+    DEMO_SANDBOX,
+    SNIPPET_LABEL,
+    inventory_secrets,
+    make,
+    printed,
+    secret_hits,
+    site,
+    what_exists,
+)
 
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """`make demo` in its own sandbox; `make demo-down` afterwards whatever happened."""
     state = tmp_path_factory.mktemp("demo") / ".sandbox"
+    secrets: dict[str, str] = {}
     env = {**os.environ, **DEMO_SANDBOX, "SANDBOX_STATE_DIR": str(state)}
     # make test keeps its shared sandbox between stages; `make demo-down` must really stop this one.
     env.pop("SANDBOX_KEEP", None)
@@ -33,10 +43,13 @@ def demo(tmp_path_factory):
         check = site(env, "--check", "--diff")
         empty = {"check": check, "writes": writes_since(facts, start), **what_exists(facts)}
         proc = make("demo", env)
-        yield {"proc": proc, "env": env, "state": state, "empty": empty}
+        secrets = inventory_secrets(env, state.parent / "secrets.json") if proc.returncode == 0 else {}
+        yield {"proc": proc, "env": env, "state": state, "empty": empty, "secrets": secrets}
     finally:
-        down = make("demo-down", env)
+        # teardown.yml at -vvv: not one secret value in what it prints (site.yml and verify.yml: test_secrets.py).
+        down = make("demo-down", {**env, "ANSIBLE_VERBOSITY": "3"})
         assert down.returncode == 0, down.stderr[-2000:]
+        assert secret_hits(down.stdout + down.stderr, secrets) == [], "make demo-down printed a secret"
         status = subprocess.run([str(BIN / "python"), "-m", "sandbox", "status"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, check=False)  # fmt: skip
         assert status.returncode != 0, f"the demo sandbox still runs after make demo-down:\n{status.stdout}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from pathlib import Path
+from urllib.parse import quote
 
 from harness.ansible import BIN, ROOT
 from harness.stores import admin_conn, s3_client
@@ -59,3 +62,24 @@ def what_exists(facts: dict) -> dict:
 
 SNIPPET_LABEL = "Use it from an MLflow client"
 PROXY_VARIABLES = ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD")
+
+
+# The sandbox inventory's secrets (inventories/sandbox): the PostgreSQL admin's, MLflow's database login, the S3 secret
+# key, the basic-auth admin's password and the session signing key.
+SECRET_VARIABLES = ("postgres_init_login_password", "mlflow_db_password", "mlflow_s3_secret_key",
+                    "mlflow_auth_admin_password", "mlflow_flask_secret_key")  # fmt: skip
+
+
+def inventory_secrets(env: dict[str, str], dest: Path) -> dict[str, str]:
+    """The values of SECRET_VARIABLES as a play resolves them, written by Ansible to `dest` (0600), never printed."""
+    content = "{{ {" + ", ".join(f"'{name}': {name}" for name in SECRET_VARIABLES) + "} | to_json }}"
+    args = json.dumps({"content": content, "dest": str(dest), "mode": "0600"})
+    proc = subprocess.run([str(BIN / "ansible"), "localhost", "-i", "inventories/sandbox", "-m", "ansible.builtin.copy",
+                           "-a", args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(dest.read_text())
+
+
+def secret_hits(text: str, secrets: dict[str, str]) -> list[str]:
+    """Names of the secrets whose value shows in `text`, as is or URL-encoded (as inside a database URI)."""
+    return sorted(name for name, value in secrets.items() if value in text or quote(value, safe="") in text)
