@@ -16,6 +16,7 @@ after the other in this process's output. A selection (`run_stages.py integratio
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -137,6 +138,28 @@ class Runner:
                 say(f"... still running: {running}")
 
 
+# One test run per machine: two at once share the sandboxes' ports and /opt's images and, on two cores, time out
+# each other's MLflow pods (a CI run that overlapped a clean-clone run failed 17 tests so). A second run waits.
+LOCK = Path(os.environ.get("CARBON254_TEST_LOCK", "/run/lock/carbon254-mlflow-tests.lock"))
+
+
+def one_run_per_machine() -> TextIO:
+    """Hold the machine's test lock (waiting for it when another run has it); held until this process ends."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    handle = LOCK.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        say(f"another test run holds {LOCK} ({handle.read().strip() or 'unknown'}); waiting for it to end")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} in {ROOT}\n")
+    handle.flush()
+    return handle
+
+
 def main(selected: list[str]) -> int:
     names = selected or list(STAGES)
     unknown = [name for name in names if name not in STAGES]
@@ -146,6 +169,7 @@ def main(selected: list[str]) -> int:
     lanes = [[name for name in lane if name in names] for lane in LANES]
     lanes = [lane for lane in lanes if lane]
     parallel = os.environ.get("STAGES_PARALLEL", "1") != "0" and len(lanes) > 1
+    lock = one_run_per_machine()  # noqa: F841 - held while this process runs
     runner = Runner(streamed=not parallel)
     wall = time.monotonic()
     try:
