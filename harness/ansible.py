@@ -123,3 +123,27 @@ def run_role(role: str, variables: dict, check: bool = False, diff: bool = False
         except ValueError:
             report = None
     return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
+
+
+SANDBOX_INVENTORY = ROOT / "inventories" / "sandbox"
+
+
+def play(playbook: Path, *args: str, inventories: tuple[Path, ...] = (SANDBOX_INVENTORY,), extra: dict | None = None,
+         tmp_path: Path | None = None, timeout: float = 900) -> PlayResult:  # fmt: skip
+    """Run a playbook with the JSON callback; `extra` goes in as a JSON extra-vars file in `tmp_path` (real bools)."""
+    argv = [str(BIN / "ansible-playbook"), str(playbook)]
+    for inventory in inventories:
+        argv += ["-i", str(inventory)]
+    if extra is not None:
+        assert tmp_path is not None
+        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=tmp_path, delete=False) as handle:
+            json.dump(extra, handle)
+        argv += ["-e", f"@{handle.name}"]
+    argv += list(args)
+    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    try:
+        report = json.loads(proc.stdout[proc.stdout.index("{") :])
+    except ValueError:
+        report = None
+    return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)

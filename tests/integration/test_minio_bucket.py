@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from harness import stores
 from harness.ansible import run_role
+from harness.evidence import record
 
 pytestmark = pytest.mark.integration
 
@@ -180,10 +181,12 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS)
-def test_bad_input_fails_before_any_change(sandbox_facts, bucket, overrides, message):
+def test_bad_input_fails_before_any_change(sandbox_facts, bucket, overrides, message, request):
     result = run_role("minio_bucket", role_vars(sandbox_facts, bucket, **overrides))
     assert result.failed
     messages = result.failure_messages()
     assert any(message in msg for msg in messages), messages
     assert not bucket_exists(sandbox_facts, bucket)
     assert sandbox_facts["s3"]["secret_key"] not in result.output
+    record("input", role="minio_bucket", case=request.node.callspec.id, given=overrides, refused_with=message,
+           proof="no bucket in the store's listing")  # fmt: skip

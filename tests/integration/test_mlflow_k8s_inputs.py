@@ -10,6 +10,7 @@ import time
 import pytest
 
 from harness.ansible import run_role
+from harness.evidence import record
 from harness.kube import requests_since
 
 pytestmark = pytest.mark.integration
@@ -163,6 +164,8 @@ def test_bad_input_fails_before_any_request(sandbox_facts, case):
     messages = " ".join(result.failure_messages())
     assert expected in messages, messages
     assert own_requests(sandbox_facts, start) == []
+    record("input", role="mlflow_k8s", case=case, given=overrides, refused_with=expected,
+           proof="no request in the API server's audit log")  # fmt: skip
 
 
 def test_all_errors_are_reported_at_once(sandbox_facts):

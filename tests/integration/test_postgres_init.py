@@ -11,6 +11,7 @@ import pytest
 from psycopg2 import errors
 
 from harness.ansible import run_role
+from harness.evidence import record
 from harness.stores import query
 
 pytestmark = pytest.mark.integration
@@ -261,7 +262,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS)
-def test_bad_input_fails_before_any_change(sandbox_facts, names, overrides, message):
+def test_bad_input_fails_before_any_change(sandbox_facts, names, overrides, message, request):
     result = run_role("postgres_init", role_vars(sandbox_facts, names, **overrides))
     assert result.failed
     messages = result.failure_messages()
@@ -269,3 +270,5 @@ def test_bad_input_fails_before_any_change(sandbox_facts, names, overrides, mess
     assert not role_exists(sandbox_facts, names["user"])
     assert not db_exists(sandbox_facts, names["db"])
     assert "first-Password-1" not in result.output
+    record("input", role="postgres_init", case=request.node.callspec.id, given=overrides, refused_with=message,
+           proof="no login role, no database in the catalog")  # fmt: skip

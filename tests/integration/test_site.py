@@ -17,35 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.ansible import BIN, ROOT, PlayResult, ansible_env
+from harness.ansible import BIN, ROOT, SANDBOX_INVENTORY, PlayResult, ansible_env, play
 from harness.kube import writes_since
 
 pytestmark = pytest.mark.integration
 SITE = ROOT / "playbooks" / "site.yml"
 RENDER = ROOT / "playbooks" / "render.yml"
-SANDBOX_INVENTORY = ROOT / "inventories" / "sandbox"
 SEED_DB_PASSWORD = "mlflow-secure-password-change-me"
-
-
-def play(playbook: Path, *args: str, inventories: tuple[Path, ...] = (SANDBOX_INVENTORY,), extra: dict | None = None,
-         tmp_path: Path | None = None) -> PlayResult:  # fmt: skip
-    """Run a playbook with the JSON callback; `extra` goes in as a JSON extra-vars file (real booleans)."""
-    argv = [str(BIN / "ansible-playbook"), str(playbook)]
-    for inventory in inventories:
-        argv += ["-i", str(inventory)]
-    if extra is not None:
-        assert tmp_path is not None
-        extra_file = tmp_path / "extra.json"
-        extra_file.write_text(json.dumps(extra))
-        argv += ["-e", f"@{extra_file}"]
-    argv += list(args)
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    try:
-        report = json.loads(proc.stdout[proc.stdout.index("{") :])
-    except ValueError:
-        report = None
-    return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
 
 
 def executed_tasks(result: PlayResult) -> list[str]:

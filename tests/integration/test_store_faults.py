@@ -7,13 +7,12 @@ sandbox's PostgreSQL and S3 are stopped (their processes, not a blocked login) a
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 
 import pytest
 
-from harness.ansible import BIN, ROOT, PlayResult, ansible_env
+from harness.ansible import ROOT, PlayResult, play
+from harness.evidence import record
 from harness.faults import stopped
 from harness.kube import delete_namespace, writes_since
 from harness.stores import drop_stores
@@ -31,19 +30,10 @@ VARS = {
 
 
 def playbook(name: str, tmp_path, **extra) -> PlayResult:
-    """playbooks/<name> on the sandbox inventory with VARS, the JSON callback's report parsed."""
+    """playbooks/<name> on the sandbox inventory with VARS and this test's own client and monitoring files."""
     variables = {**VARS, "mlflow_client_env_file": str(tmp_path / "client.env"),
                  "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
-    vars_file = tmp_path / f"vars-{time.monotonic_ns()}.json"
-    vars_file.write_text(json.dumps(variables))
-    argv = [str(BIN / "ansible-playbook"), f"playbooks/{name}", "-i", "inventories/sandbox", "-e", f"@{vars_file}"]
-    proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
-                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
-    try:
-        report = json.loads(proc.stdout[proc.stdout.index("{") :])
-    except ValueError:
-        report = None
-    return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
+    return play(ROOT / "playbooks" / name, extra=variables, tmp_path=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +57,15 @@ def test_postgresql_stopped_fails_site_before_any_change_then_a_rerun_converges(
     start = time.time()
     with stopped(facts, "postgres"):
         result = playbook("site.yml", tmp_path)
+        # The running server meanwhile: with basic-auth on (as in production) every authenticated request needs
+        # the auth database, /version included, so the health check already fails, with MLflow's 503 and the
+        # driver's error in its message (only the unauthenticated /health, the probes', still answers).
+        served = playbook("verify.yml", tmp_path, mlflow_verify_retries=1, mlflow_verify_timeout_total=60)
+    assert served.failed
+    served_message = " ".join(served.failure_messages())
+    assert "is not healthy" in served_message and "GET /version" in served_message, served_message
+    assert "HTTP 503: TEMPORARILY_UNAVAILABLE: (psycopg2.OperationalError)" in served_message, served_message
+
     assert result.failed
     message = " ".join(result.failure_messages())
     # Said where it stopped: the preflight, naming the server and the variables to check.
@@ -83,6 +82,12 @@ def test_postgresql_stopped_fails_site_before_any_change_then_a_rerun_converges(
     result = playbook("site.yml", tmp_path)
     assert not result.failed, result.failure_messages() or result.output[-3000:]
     assert result.changed == 0, result.changed_tasks()
+    record("fault", fault="PostgreSQL stopped (its process)", where="site.yml",
+           outcome="stops in the preflight: " + message[:160], writes=0,
+           after="PostgreSQL back: the same site.yml verifies, changed=0, no manual step")  # fmt: skip
+    record("fault", fault="PostgreSQL stopped (its process)", where="verify.yml on the running server",
+           outcome="health check fails: " + served_message[served_message.index("GET /version") :][:200],
+           after="pods stay Ready (/health needs no database); pooled connections reconnect")  # fmt: skip
 
 
 def test_s3_stopped_fails_the_artifact_step_while_tracking_works_then_verify_passes(deployed):
@@ -98,3 +103,6 @@ def test_s3_stopped_fails_the_artifact_step_while_tracking_works_then_verify_pas
 
     result = playbook("verify.yml", tmp_path)
     assert not result.failed, result.failure_messages() or result.output[-3000:]
+    record("fault", fault="S3 stopped (its process)", where="verify.yml on the running server",
+           outcome="tracking calls work; fails at step upload_artifact, the artifact store named",
+           after="S3 back: verify.yml passes, no manual step")  # fmt: skip

@@ -10,7 +10,6 @@ setting on purpose (mlflow_client_presigned_transfers: true) to show the check n
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -19,18 +18,10 @@ import pytest
 import yaml
 
 from harness.ansible import BIN, INVENTORY, ROOT, ansible_env
+from harness.client import read_env_file
 
 PLAYBOOK = ROOT / "tests" / "unit" / "playbooks" / "client_settings.yml"
 PROXIED = {"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
-
-
-def env_lines(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key] = shlex.split(value)[0] if value else ""
-    return values
 
 
 def render(tmp_path: Path, **extra) -> dict[str, object]:
@@ -43,8 +34,8 @@ def render(tmp_path: Path, **extra) -> dict[str, object]:
                           timeout=120, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return {
-        "client": env_lines(out / "mlflow-client.env"),
-        "dolphinscheduler": env_lines(out / "dolphinscheduler.env"),
+        "client": read_env_file(out / "mlflow-client.env"),
+        "dolphinscheduler": read_env_file(out / "dolphinscheduler.env"),
         "catalog": json.loads((out / "service-catalog.json").read_text())["client_environment"],
     }
 
