@@ -96,6 +96,14 @@ class PlayResult:
         return names
 
 
+def json_report(stdout: str) -> dict | None:
+    """The ansible.posix.json callback's report in a playbook's stdout (None when there is none: a crash)."""
+    try:
+        return json.loads(stdout[stdout.index("{") :])
+    except ValueError:
+        return None
+
+
 def run_role(role: str, variables: dict, check: bool = False, diff: bool = False, verbosity: int = 0) -> PlayResult:
     """Run carbon254.mlflow.<role> on localhost with `variables` as extra vars; JSON report parsed."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -116,12 +124,7 @@ def run_role(role: str, variables: dict, check: bool = False, diff: bool = False
         )  # fmt: skip
     finally:
         os.unlink(vars_file)
-    report = None
-    if callback == "ansible.posix.json":
-        try:
-            report = json.loads(proc.stdout[proc.stdout.index("{") :])
-        except ValueError:
-            report = None
+    report = json_report(proc.stdout) if callback == "ansible.posix.json" else None
     return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
 
 
@@ -142,8 +145,4 @@ def play(playbook: Path, *args: str, inventories: tuple[Path, ...] = (SANDBOX_IN
     argv += list(args)
     proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
                           capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
-    try:
-        report = json.loads(proc.stdout[proc.stdout.index("{") :])
-    except ValueError:
-        report = None
-    return PlayResult(proc.returncode, proc.stdout, proc.stderr, report)
+    return PlayResult(proc.returncode, proc.stdout, proc.stderr, json_report(proc.stdout))
