@@ -23,6 +23,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
             "s3_port": args.s3_port,
             "k8s_port": args.k8s_port,
             "weed_port_base": args.weed_port_base,
+            "nodes": args.nodes,
         }.items()
         if value is not None
     }
@@ -32,7 +33,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="carbon254.mlflow's local services on 127.0.0.1: PostgreSQL, S3, a real single-node Kubernetes.",
+        description="carbon254.mlflow's local services on 127.0.0.1: PostgreSQL, S3, a real multi-node Kubernetes.",
     )
     parser.add_argument("--state-dir", type=Path, help="where data, logs and facts live (env SANDBOX_STATE_DIR)")
     parser.add_argument("--pg-port", type=int, help="PostgreSQL port (env SANDBOX_PG_PORT, default 55432)")
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--k8s-port", type=int, help="Kubernetes API server port on 127.0.0.1 (env SANDBOX_K8S_PORT, default 58443)"
     )
     parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
+    parser.add_argument(
+        "--nodes", type=int, help="worker nodes beside the control plane (env SANDBOX_NODES; 0: one node runs all)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the Kubernetes binaries and images from sources, once (make setup runs it)")
     sub.add_parser("ee", help="build the execution environment (execution-environment.yml) for this checkout")

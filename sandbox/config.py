@@ -9,8 +9,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .topology import plan
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
+DEFAULT_NODES = 0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -20,7 +23,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not an integer port number") from exc
+        raise ValueError(f"{name}={raw!r} is not an integer") from exc
     return value
 
 
@@ -41,6 +44,8 @@ class SandboxConfig:
     k8s_port: int = field(default_factory=lambda: _env_int("SANDBOX_K8S_PORT", 58443))
     # Pod and node addresses; they exist only inside the sandbox's own network namespaces.
     pod_cidr: str = field(default_factory=lambda: os.environ.get("SANDBOX_POD_CIDR", "10.213.0.0/16"))
+    # Worker nodes beside the control plane (0: the control plane's node runs the pods, as a single node).
+    nodes: int = field(default_factory=lambda: _env_int("SANDBOX_NODES", DEFAULT_NODES))
     # SeaweedFS runs master, volume, filer and admin servers beside S3, each with an HTTP and a gRPC port;
     # they take consecutive ports from this base so that two sandboxes never collide.
     weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 58340))
@@ -59,6 +64,7 @@ class SandboxConfig:
         self.state_dir = Path(self.state_dir).resolve()
         if self.host != LOOPBACK:
             raise ValueError(f"the sandbox only binds loopback ({LOOPBACK}), not {self.host!r}")
+        plan(self.pod_cidr, self.nodes)  # a clear error for a bad SANDBOX_NODES / SANDBOX_POD_CIDR pair
         for name in ("pg_port", "s3_port", "k8s_port", "weed_port_base"):
             value = getattr(self, name)
             if not 1024 <= value <= 65535 - (10 if name == "weed_port_base" else 0):

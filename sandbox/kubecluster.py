@@ -1,17 +1,20 @@
-"""A real single-node Kubernetes as a sandbox service, built from upstream sources (sandbox/build.py).
+"""A real Kubernetes as a sandbox service, built from upstream sources (sandbox/build.py): a control plane and
+SANDBOX_NODES worker nodes.
 
-`start()` brings up, inside the node's own network and mount namespaces and cgroup subtree (sandbox/node.py):
-etcd (data in the state directory, so objects survive `down`/`up`), kube-apiserver (TLS from the sandbox's CA,
-x509 client certificates, Node + RBAC authorization, NodeRestriction, service-account keys, an audit log),
-kube-controller-manager and kube-scheduler with their own identities, containerd 2.x with runc, the overlayfs
-snapshotter and CNI (a bridge on the node's pod subnet), the kubelet (cgroupfs driver, cgroup v1 allowed) as the
-node, and kube-proxy (iptables mode). One forwarder process joins host and node: the host reaches the API server on
-127.0.0.1:<k8s port>, and pods reach the sandbox's PostgreSQL and S3 at the node's address. `stop()` stops it all
-and removes the namespaces and cgroups, and with them every rule, mount and interface it made.
+`start()` brings up, inside the control plane node's own network and mount namespaces and cgroup subtree
+(sandbox/node.py): etcd (data in the state directory, so objects survive `down`/`up`), kube-apiserver (TLS from the
+sandbox's CA, x509 client certificates, Node + RBAC authorization, NodeRestriction, service-account keys, an audit
+log), kube-controller-manager and kube-scheduler with their own identities; then on every node (the control plane's
+and each worker's, each in namespaces and a cgroup subtree of its own: sandbox/noderuntime.py) containerd 2.x with
+runc, the overlayfs snapshotter and CNI (a bridge on the node's pod /24), the kubelet (cgroupfs driver, cgroup v1
+allowed) and kube-proxy (iptables mode). With workers, the control plane's node is tainted NoSchedule (as kind's):
+pods run on the workers. One forwarder process joins host and control plane: the host reaches the API server on
+127.0.0.1:<k8s port>, and pods reach the sandbox's PostgreSQL and S3 at the control plane node's address. `stop()`
+stops it all and removes the namespaces and cgroups, and with them every rule, mount and interface it made.
 
-Addresses (all inside the node's network namespace, so sandboxes never collide): the node is the first address
-of SANDBOX_POD_CIDR (the "pod gateway" the PostgreSQL certificate names), pods get the CIDR's second /24, Services
-10.96.0.0/16.
+Addresses (sandbox/topology.py; all inside the sandbox's own network namespaces, so sandboxes never collide): nodes
+in the first /24 of SANDBOX_POD_CIDR (the control plane's first: the "pod gateway" the PostgreSQL certificate
+names), each node's pods in a /24 of its own after it, Services 10.96.0.0/16.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -33,55 +37,77 @@ from . import build, images
 from .config import REPO_ROOT, SandboxConfig
 from .forward import ServiceForwards
 from .kubepki import ADMIN_GROUP, ClusterPKI
-from .node import NodeNamespaces
-from .nodeconf import (
-    AUDIT_POLICY,
-    CONTAINERD_CONFIG,
-    CONTAINERD_SOCK,
-    KUBE_PROXY_CONFIG,
-    KUBELET_CONFIG,
-    NODE_RUN,
-    RUNC,
-    cni_conflist,
-)
+from .node import Fabric
+from .nodeconf import AUDIT_POLICY
+from .noderuntime import NodeRuntime
 from .pins import ON_DEMAND, PAUSE_IMAGE
 from .procs import SandboxError, cmdline, spawn, terminate, wait_until
+from .topology import CONTROL_PLANE, NodeSpec, plan
 
 API_PORT = 6443  # inside the node
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
-NODE_NAME = "carbon254-sandbox"
-# Start order; stopped in reverse. Each: the cgroup subtree it runs in.
+NODE_NAME = CONTROL_PLANE
+CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
+# The control plane's processes, in start order; stopped in reverse. Each: the cgroup subtree it runs in. Every
+# node's containerd, kubelet and kube-proxy (noderuntime.RUNTIME) run in that node's `system` subtree.
 COMPONENTS = {
     "forwarder": None,  # on the host (it makes its node-side sockets with setns)
     "etcd": "control-plane",
     "kube-apiserver": "control-plane",
     "kube-controller-manager": "control-plane",
     "kube-scheduler": "control-plane",
-    "containerd": "system",
-    "kubelet": "system",
-    "kube-proxy": "system",
 }
 
 
 class KubeCluster:
     name = "kubernetes"
 
-    def __init__(self, config: SandboxConfig, images: list[str] | None = None) -> None:
+    def __init__(self, config: SandboxConfig, images: list[str] | None = None, node_grace: int | None = None) -> None:
+        """`node_grace` (seconds; tests of a lost node): the node-lifecycle controller's grace period and the
+        kubelets' Lease duration, instead of upstream's 50 s and 40 s."""
         self.config = config
-        # Names to import into the node (default: every image sandbox/images.py builds).
+        # Names to import into the nodes (default: every image sandbox/images.py builds).
         self.images = images if images is not None else config.k8s_images
+        self.node_grace = node_grace
         self.base = config.state_dir / "kubernetes"
         self.kubeconfig = config.state_dir / "kubeconfig"  # the admin's, for the host
         self.pki_dir = self.base / "pki"
         self.conf = self.base / "conf"
         self.logs = self.base / "logs"
         self.pid_file = self.base / "pids.json"
+        self.nodes_file = self.base / "nodes.json"
         self.audit_log = self.base / "audit.log"
-        self.node_ip = config.pod_gateway
+        self.fabric = Fabric(self.short_name)
+        # A running sandbox keeps the nodes it was started with (`down` must find every one, whatever is asked now).
+        recorded = self._recorded_workers()
+        self.workers = recorded if recorded is not None and self.pid_file.exists() else config.nodes
+        self.plan = plan(config.pod_cidr, self.workers)
         network = ipaddress.ip_network(config.pod_cidr)
-        self.pod_subnet = str(list(network.subnets(new_prefix=24))[1]) if network.prefixlen <= 23 else str(network)
-        self.nodes = NodeNamespaces(self.short_name, self.base / "node", self.node_ip)
+        cluster_cidr = str(network)
+        self.runtimes = [NodeRuntime(spec, self.base, self.short_name, self.fabric, cluster_cidr=cluster_cidr,
+                                     lease_seconds=node_grace or 40) for spec in self.plan]  # fmt: skip
+        self.control_plane = self.runtimes[0]
+        self.node_ip = self.control_plane.spec.ip
+        self.pod_subnet = self.control_plane.spec.pod_subnet
+        self.nodes = self.control_plane.ns
+
+    def _recorded_workers(self) -> int | None:
+        try:
+            return int(json.loads(self.nodes_file.read_text())["workers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def schedulable(self) -> list[NodeRuntime]:
+        """The nodes pods run on: the workers, or the control plane's node when there are none."""
+        return self.runtimes[1:] or self.runtimes[:1]
+
+    def runtime(self, node: str) -> NodeRuntime:
+        found = [rt for rt in self.runtimes if rt.name == node]
+        if not found:
+            raise SandboxError(f"no node {node!r} in this sandbox ({', '.join(rt.name for rt in self.runtimes)})")
+        return found[0]
 
     # -- names and paths ----------------------------------------------------------------------------------------
 
@@ -133,7 +159,7 @@ class KubeCluster:
         return path
 
     def configure(self, bins: build.Artifacts) -> None:
-        for directory in (self.conf, self.logs, self.base / "cni" / "net.d", self.base / "cni" / "ipam"):
+        for directory in (self.conf, self.logs):
             directory.mkdir(parents=True, exist_ok=True)
         pki = ClusterPKI(self.pki_dir)
         pki.ensure(NODE_NAME, self.node_ip, SERVICE_IP)
@@ -145,29 +171,15 @@ class KubeCluster:
             ("controller-manager", "system:kube-controller-manager", "controller-manager.conf"),
             ("scheduler", "system:kube-scheduler", "scheduler.conf"),
             ("kube-proxy", "system:kube-proxy", "kube-proxy.conf"),
-            ("kubelet-client", f"system:node:{NODE_NAME}", "kubelet.conf"),
         ):
             pki.kubeconfig(kc / file, stem, user, inside)
         pki.kubeconfig(self.kubeconfig, "admin", "kubernetes-admin", self.url)
         pki.kubeconfig(kc / "super-admin-host.conf", "super-admin", "kubernetes-super-admin", self.url)
         self._write("audit-policy.json", json.dumps(AUDIT_POLICY, indent=2))
-        # Unix sockets allow 108 bytes of path: containerd's state and sockets go to the node's private /run (a tmpfs
-        # of its mount namespace), its image store stays in the state directory (imports survive down/up).
-        self._write("containerd.toml", CONTAINERD_CONFIG.format(
-            root=self.base / "containerd", state=NODE_RUN / "containerd", sock=CONTAINERD_SOCK, pause=PAUSE_IMAGE,
-            runc=RUNC,
-            cni_bin=bins.cni_dir, cni_conf=self.base / "cni" / "net.d", certs=self.conf / "certs.d"))  # fmt: skip
-        (self.conf / "certs.d").mkdir(exist_ok=True)
-        conflist = cni_conflist(self.base / "cni" / "ipam", self.pod_subnet)
-        (self.base / "cni" / "net.d" / "10-sandbox.conflist").write_text(json.dumps(conflist, indent=2))
-        self._write("resolv.conf", "nameserver 127.0.0.1\noptions ndots:1\n")
-        self._write("kubelet.yaml", KUBELET_CONFIG.format(
-            cgroup=self.nodes.cgroup, sock=CONTAINERD_SOCK, node_ip=self.node_ip, pki=self.pki_dir,
-            resolv=self.conf / "resolv.conf"))  # fmt: skip
-        self._write("kube-proxy.yaml", KUBE_PROXY_CONFIG.format(
-            kubeconfig=kc / "kube-proxy.conf", node=NODE_NAME, cluster_cidr=self.pod_subnet))  # fmt: skip
+        for runtime in self.runtimes:
+            runtime.configure(bins, pki, inside)
 
-    def _argv(self, component: str, bins: build.Artifacts) -> list[str]:  # noqa: PLR0911 - one per component
+    def _argv(self, component: str, bins: build.Artifacts) -> list[str]:
         p, kc, conf = self.pki_dir, self.base / "kubeconfig", self.conf
         binary = str(bins.component(component))
         if component == "forwarder":
@@ -210,42 +222,43 @@ class KubeCluster:
                     "--cluster-signing-key-file", str(p / "ca.key"),
                     "--service-account-private-key-file", str(p / "sa.key"), "--use-service-account-credentials=true",
                     "--controllers", "*,bootstrapsigner,tokencleaner", "--service-cluster-ip-range", SERVICE_CIDR,
-                    "--leader-elect=false", "--profiling=false", "--v=1"]  # fmt: skip
+                    "--leader-elect=false", "--profiling=false", "--v=1",
+                    *self._node_lifecycle()]  # fmt: skip
         if component == "kube-scheduler":
             sc = str(kc / "scheduler.conf")
             return [binary, "--kubeconfig", sc, "--authentication-kubeconfig", sc, "--authorization-kubeconfig", sc,
                     "--bind-address", "127.0.0.1", "--secure-port", "10259", "--leader-elect=false",
                     "--profiling=false", "--v=1"]  # fmt: skip
-        if component == "containerd":
-            return [str(bins.containerd_dir / "containerd"), "--config", str(conf / "containerd.toml")]
-        if component == "kubelet":
-            return [binary, "--config", str(conf / "kubelet.yaml"), "--kubeconfig", str(kc / "kubelet.conf"),
-                    "--root-dir", str(NODE_RUN / "kubelet"), "--node-ip", self.node_ip,
-                    "--hostname-override", NODE_NAME, "--v=1"]  # fmt: skip
-        if component == "kube-proxy":
-            return [binary, "--config", str(conf / "kube-proxy.yaml"), "--v=1"]
         raise ValueError(component)
+
+    def _node_lifecycle(self) -> list[str]:
+        if not self.node_grace:
+            return []
+        return [f"--node-monitor-grace-period={self.node_grace}s", "--node-monitor-period=2s"]
 
     # -- start / stop -------------------------------------------------------------------------------------------
 
-    def _launch(self, component: str, bins: build.Artifacts) -> None:
-        if self._alive(component):
+    def _launch(self, component: str, bins: build.Artifacts, runtime: NodeRuntime | None = None) -> None:
+        """Start a control-plane component (`runtime` None) or one of a node's (containerd, kubelet, kube-proxy)."""
+        key = runtime.key(component) if runtime else component
+        if self._alive(key):
             return
-        argv = self._argv(component, bins)
-        sub = COMPONENTS[component]
+        node = runtime or self.control_plane
+        argv = runtime.argv(component, bins) if runtime else self._argv(component, bins)
+        sub = "system" if runtime else COMPONENTS[component]
         # containerd must find its own shim first; the kubelet and kube-proxy need iptables and mount.
         env = {**os.environ, "PATH": f"{bins.containerd_dir}:{bins.cluster_dir}:/usr/sbin:/usr/bin:/sbin:/bin"}
+        log_path = node.log(component)
         if component == "forwarder":
             env["PYTHONPATH"] = str(REPO_ROOT)
-            proc = spawn(argv, self.logs / f"{component}.log", env=env)
+            proc = spawn(argv, log_path, env=env)
         else:
-            log = (self.logs / f"{component}.log").open("ab")
-            with log:
-                proc = subprocess.Popen(self.nodes.command(argv), stdin=subprocess.DEVNULL, stdout=log,
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(node.ns.command(argv), stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True, env=env,
-                                        preexec_fn=self.nodes.joiner(sub))  # noqa: PLW1509  # fmt: skip
+                                        preexec_fn=node.ns.joiner(sub))  # noqa: PLW1509  # fmt: skip
         pids = self.pids()
-        pids[component] = proc.pid
+        pids[key] = proc.pid
         self.pid_file.write_text(json.dumps(pids))
 
     def start(self) -> None:
@@ -259,7 +272,11 @@ class KubeCluster:
             raise SandboxError(f"Kubernetes is not built yet ({', '.join(missing)}): run `make setup` "
                                "(or `python -m sandbox build`)")  # fmt: skip
         self.base.mkdir(parents=True, exist_ok=True)
-        self.nodes.up()
+        self._retire_workers()
+        self.nodes_file.write_text(json.dumps({"workers": self.workers, "nodes": [s.name for s in self.plan]}))
+        for runtime in self.runtimes:
+            runtime.ns.up()
+        self._route()
         self.configure(bins)
         self.timings: dict[str, float] = {}
         started = time.monotonic()
@@ -268,12 +285,35 @@ class KubeCluster:
         self._wait_api(started)
         self.timings["api"] = time.monotonic() - started
         self._bootstrap_rbac(bins)
-        for component in ("kube-controller-manager", "kube-scheduler", "containerd"):
+        for component in ("kube-controller-manager", "kube-scheduler"):
             self._launch(component, bins)
-        self._wait_containerd(bins)
+        for runtime in self.runtimes:
+            self._launch("containerd", bins, runtime)
+        for runtime in self.runtimes:
+            self._wait_containerd(bins, runtime)
         self._import_images(bins)
-        for component in ("kubelet", "kube-proxy"):
-            self._launch(component, bins)
+        for runtime in self.runtimes:
+            for component in ("kubelet", "kube-proxy"):
+                self._launch(component, bins, runtime)
+
+    def _route(self) -> None:
+        """Every node reaches every other node's pods through that node (static routes over the fabric)."""
+        for runtime in self.runtimes:
+            others = {s.pod_subnet: s.ip for s in self.plan if s.name != runtime.name}
+            self.fabric.route(runtime.ns.netns, others)
+
+    def _retire_workers(self) -> None:
+        """Workers a former `up` started and this one does not: their namespaces and state go (their Node objects
+        are deleted once the API answers: `wait_ready`)."""
+        keep = {rt.name for rt in self.runtimes}
+        for old in sorted((self.base / "workers").glob("*")) if (self.base / "workers").is_dir() else []:
+            if old.name in keep:
+                continue
+            index = old.name.rsplit("-", 1)[-1]
+            if index.isdigit():
+                spec = NodeSpec(old.name, int(index), "10.0.0.1", "10.0.1.0/24", "")  # its namespaces' names only
+                NodeRuntime(spec, self.base, self.short_name, self.fabric, cluster_cidr="10.0.0.0/16").ns.down()
+            shutil.rmtree(old, ignore_errors=True)
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
@@ -289,7 +329,8 @@ class KubeCluster:
     def _check_alive(self) -> None:
         for component, pid in self.pids().items():
             if not (pid and self.marker in cmdline(pid)):
-                log = self.logs / f"{component}.log"
+                node, _, name = component.rpartition("/")
+                log = (self.runtime(node) if node else self.control_plane).log(name)
                 tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
                 raise SandboxError(f"{component} exited during start; the end of its log ({log}):\n{tail}")
 
@@ -321,77 +362,124 @@ class KubeCluster:
         if proc.returncode != 0 and "AlreadyExists" not in proc.stderr:
             raise SandboxError(f"binding {ADMIN_GROUP} to cluster-admin failed: {proc.stderr.strip()}")
 
-    def _ctr(self, bins: build.Artifacts, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return self.nodes.run([str(bins.containerd_dir / "ctr"), "-a", str(CONTAINERD_SOCK), "-n", "k8s.io", *args],
-                              timeout)  # fmt: skip
-
-    def _wait_containerd(self, bins: build.Artifacts) -> None:
+    def _wait_containerd(self, bins: build.Artifacts, runtime: NodeRuntime) -> None:
         def ready() -> bool:
             self._check_alive()
-            return self._ctr(bins, "version", timeout=10).returncode == 0
+            return runtime.ctr(bins, "version", timeout=10).returncode == 0
 
-        wait_until(ready, self.config.ready_timeout, "containerd in the sandbox node")
+        wait_until(ready, self.config.ready_timeout, f"containerd in node {runtime.name}")
 
     def _import_images(self, bins: build.Artifacts, names: list[str] | None = None) -> None:
-        """The locally built images (no registry to pull from): `names`, or those `up` brings (SANDBOX_K8S_IMAGES,
-        else all but the monitoring tests' images, which they import)."""
+        """The locally built images (no registry to pull from), into every node pods run on: `names`, or those `up`
+        brings (SANDBOX_K8S_IMAGES, else all but the monitoring tests' images, which they import). A tainted
+        control plane only gets the pause image."""
         if names is None:
             names = self.images if self.images is not None else [n for n in images.archives(bins) if n not in ON_DEMAND]
-        images.import_into_node(lambda *args: self._ctr(bins, *args), bins, names)
+        for runtime in self.schedulable:
+            runtime.import_images(bins, names)
+        if self.control_plane not in self.schedulable:
+            self.control_plane.import_images(bins, [PAUSE_IMAGE])
 
     def import_images(self, names: list[str]) -> None:
-        """Images `up` leaves out (pins.ON_DEMAND), into the running node, for the tests that run them."""
+        """Images `up` leaves out (pins.ON_DEMAND), into the running nodes, for the tests that run them."""
         self._import_images(build.artifacts(), names)
 
     def tag_image(self, source: str, target: str) -> None:
-        """Another name for an image in the node, as a registry would hold a rebuilt tag (tests of version changes)."""
+        """Another name for an image in the nodes, as a registry would hold a rebuilt tag (tests of version changes)."""
         bins = build.artifacts()
-        images.tag_in_node(lambda *args: self._ctr(bins, *args), source, target)
+        for runtime in self.schedulable:
+            runtime.tag_image(bins, source, target)
 
     def wait_ready(self) -> None:
-        def node_ready() -> bool:
+        def nodes_ready() -> bool:
             self._check_alive()
-            node = json.loads(self.get(f"/api/v1/nodes/{NODE_NAME}"))
-            conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-            if conditions.get("Ready") != "True":
-                return False
+            for runtime in self.runtimes:
+                node = json.loads(self.get(f"/api/v1/nodes/{runtime.name}"))
+                conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+                if conditions.get("Ready") != "True":
+                    return False
             # Pods are admitted only once the namespace's default ServiceAccount exists.
             json.loads(self.get("/api/v1/namespaces/default/serviceaccounts/default"))
             return True
 
+        if self.workers != self.config.nodes:
+            raise SandboxError(f"this sandbox runs {self.workers} worker node(s), not the {self.config.nodes} asked "
+                               "(SANDBOX_NODES / --nodes): `down` it first")  # fmt: skip
         started = time.monotonic()
-        wait_until(node_ready, max(self.config.ready_timeout, 120), f"Kubernetes node {NODE_NAME} Ready")
+        names = ", ".join(rt.name for rt in self.runtimes)
+        timeout = max(self.config.ready_timeout, 120) * len(self.runtimes)
+        wait_until(nodes_ready, timeout, f"Kubernetes nodes {names} Ready")
+        self._place_control_plane()
         self.timings = {**getattr(self, "timings", {}), "node": time.monotonic() - started}
+
+    def _place_control_plane(self) -> None:
+        """With workers, the control plane's node takes no pods (its role label and NoSchedule taint, as kind's);
+        alone, it takes them all. Node objects of workers this sandbox no longer runs go."""
+        taint = f"{CONTROL_PLANE_TAINT}:NoSchedule"
+        if self.workers:
+            steps = [("label", "node", NODE_NAME, f"{CONTROL_PLANE_TAINT}=", "--overwrite"),
+                     ("taint", "node", NODE_NAME, taint, "--overwrite")]  # fmt: skip
+        else:
+            steps = [("taint", "node", NODE_NAME, f"{taint}-"), ("label", "node", NODE_NAME, f"{CONTROL_PLANE_TAINT}-")]
+        for args in steps:
+            proc = self.kubectl(*args)
+            if proc.returncode != 0 and "not found" not in proc.stderr:
+                raise SandboxError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        listed = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout or "{}").get("items", [])
+        keep = {rt.name for rt in self.runtimes}
+        stale = [n["metadata"]["name"] for n in listed if n["metadata"]["name"] not in keep
+                 and n["metadata"]["name"].startswith(f"{CONTROL_PLANE}-worker-")]  # fmt: skip
+        if stale:
+            self.kubectl("delete", "node", *stale, "--wait=false")
 
     def probe(self) -> bool:
         return self.get("/readyz", timeout=3) == b"ok"
 
-    def _remove_pods(self, bins: build.Artifacts) -> None:
-        """Kill and delete every container so the shims exit (their mounts live in the node's mount namespace)."""
-        if not self._alive("containerd"):
-            return
-        tasks = self._ctr(bins, "tasks", "ls", "-q", timeout=30).stdout.split()
-        for task in tasks:
-            self._ctr(bins, "tasks", "kill", "-s", "KILL", task, timeout=30)
-        for task in tasks:
-            self._ctr(bins, "tasks", "delete", "-f", task, timeout=30)
-
     def stop(self) -> bool:
         pids = self.pids()
-        if not pids and not self.nodes.exists():
+        if not pids and not any(rt.ns.exists() for rt in self.runtimes) and not self.fabric.path.exists():
             return False
         bins = build.artifacts()
-        for component in ("kube-proxy", "kubelet"):
-            self._stop_one(component, pids)
-        with contextlib.suppress(Exception):
-            self._remove_pods(bins)
-        for component in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd",
-                          "forwarder"):  # fmt: skip
+        for runtime in reversed(self.runtimes):
+            for component in ("kube-proxy", "kubelet"):
+                self._stop_one(runtime.key(component), pids)
+            if self._alive(runtime.key("containerd")):
+                with contextlib.suppress(Exception):
+                    runtime.remove_pods(bins)
+            self._stop_one(runtime.key("containerd"), pids)
+        for component in reversed(COMPONENTS):
             self._stop_one(component, pids)
         self.forwards.stop_all()
-        self.nodes.down()
+        errors = []
+        for runtime in reversed(self.runtimes):
+            try:
+                runtime.ns.down()
+            except SandboxError as exc:
+                errors.append(str(exc))
+        self.fabric.down()
         self.pid_file.unlink(missing_ok=True)
+        if errors:
+            raise SandboxError("; ".join(errors))
         return bool(pids)
+
+    # -- a node lost (tests of what the cluster and the deployment do then) -------------------------------------
+
+    def lose_node(self, node: str) -> None:
+        """A worker gone as a machine goes: its wire unplugged (nothing it sent arrives, nothing reaches it), then
+        every process of it killed at once (kubelet, kube-proxy, containerd, the shims and the containers). Its
+        namespaces and disk stay until `down`, as a dead machine's disk does."""
+        runtime = self.runtime(node)
+        if not runtime.spec.worker:
+            raise SandboxError("only a worker node can be lost; the control plane runs the API server")
+        self.fabric.set_port(runtime.spec.port, up=False)
+        for _ in range(3):
+            left = runtime.ns.pids()
+            if not left:
+                break
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
 
     def _stop_one(self, component: str, pids: dict[str, int]) -> None:
         pid = pids.get(component)
@@ -429,8 +517,10 @@ class KubeCluster:
         )
 
     def purge(self) -> None:
-        if self.nodes.exists():
-            self.nodes.down()
+        for runtime in self.runtimes:
+            if runtime.ns.exists():
+                runtime.ns.down()
+        self.fabric.down()
         shutil.rmtree(self.base, ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
 
@@ -443,6 +533,10 @@ class KubeCluster:
             "client_key": str(self.pki_dir / "admin.key"),
             "audit_log": str(self.audit_log),
             "version": build.k8s_version(),
+            "nodes": [
+                {"name": s.name, "ip": s.ip, "pod_cidr": s.pod_subnet, "zone": s.zone, "worker": s.worker}
+                for s in self.plan
+            ],
             "node": {
                 "name": NODE_NAME,
                 "pod_cidr": self.pod_subnet,

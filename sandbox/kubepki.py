@@ -129,9 +129,15 @@ class ClusterPKI:
         self.leaf("controller-manager", "system:kube-controller-manager", client=True)
         self.leaf("scheduler", "system:kube-scheduler", client=True)
         self.leaf("kube-proxy", "system:kube-proxy", client=True)
-        self.leaf("kubelet-client", f"system:node:{node_name}", ("system:nodes",), client=True)
-        self.leaf("kubelet-server", node_name, server=True, dns=(node_name, "localhost"), ips=(node_ip, *loopback))
+        self.kubelet(node_name, node_ip)
         self.service_account_keys()
+
+    def kubelet(self, node_name: str, node_ip: str, suffix: str = "") -> None:
+        """A node's kubelet: its client `system:node:<node>` (Node authorizer) and its serving certificate
+        (`kubelet-client<suffix>`, `kubelet-server<suffix>`)."""
+        self.leaf(f"kubelet-client{suffix}", f"system:node:{node_name}", ("system:nodes",), client=True)
+        self.leaf(f"kubelet-server{suffix}", node_name, server=True, dns=(node_name, "localhost"),
+                  ips=(node_ip, "127.0.0.1"))  # fmt: skip
 
     def kubeconfig(self, path: Path, stem: str, user: str, server: str, cluster: str = "carbon254-sandbox") -> None:
         """A kubeconfig carrying the CA and the client certificate `stem` (mode 0600: it holds the key)."""

@@ -6,7 +6,8 @@ hierarchy. So the CNI bridge, the pods' veths, kube-proxy's iptables rules, ever
 kubelet (overlay root filesystems, volumes, the pods' network namespace handles) and every cgroup stay there:
 `down()` removes the namespaces and the subtree, and with them all of it. The host only sees the namespace handles.
 
-- This kernel has no `dummy` links: the node address sits on a veth pair with both ends inside the namespace.
+- This kernel has no `dummy` links: the node address sits on a veth `node0` whose other end is a port of the
+  fabric's bridge (`Fabric`, a namespace of its own): the nodes' wire, as a switch between machines.
 - The mount namespace gets a fresh sysfs (the namespace's own devices) with the cgroup mounts kept, a private
   /run, bind mounts of the state directory over /var/log (the kubelet's hard-coded pod log paths) and /var/lib/cni
   (libcni's cache), and files carrying the values the kubelet wants bound over the six kernel settings it checks:
@@ -77,11 +78,56 @@ def remove_cgroup_tree(relative: str | Path) -> list[Path]:
     return left
 
 
+class Fabric:
+    """The wire between the sandbox's nodes: a namespace `<name>-fabric` holding one bridge, each node's `node0`
+    plugged into a port of it. Pods reach other nodes' pods by the static routes `route()` writes in every node
+    (each node's pod /24 via that node's address, as kindnetd does). Unplugging a port is a machine lost."""
+
+    BRIDGE = "fab0"
+
+    def __init__(self, name: str) -> None:
+        self.netns = f"{name}-fabric"
+        self.path = NETNS_DIR / self.netns
+
+    def up(self) -> None:
+        if self.path.exists():
+            return
+        _run(["ip", "netns", "add", self.netns])
+        try:
+            batch = f"link set lo up\nlink add {self.BRIDGE} type bridge\nlink set {self.BRIDGE} up\n"
+            _run(["ip", "-n", self.netns, "-batch", "-"], stdin=batch)
+        except SandboxError:
+            _run(["ip", "netns", "del", self.netns], check=False)
+            raise
+
+    def plug(self, port: str) -> None:
+        _run(["ip", "-n", self.netns, "link", "set", port, "master", self.BRIDGE, "up"])
+
+    def set_port(self, port: str, up: bool) -> None:
+        """Carry (up) or drop (down) everything a node sends and receives."""
+        _run(["ip", "-n", self.netns, "link", "set", port, "up" if up else "down"])
+
+    @staticmethod
+    def route(netns: str, routes: dict[str, str]) -> None:
+        """In node namespace `netns`: each destination network (key) via a neighbour node's address (value)."""
+        batch = "".join(f"route replace {dst} via {via} dev node0\n" for dst, via in routes.items())
+        if batch:
+            _run(["ip", "-n", netns, "-batch", "-"], stdin=batch)
+
+    def down(self) -> None:
+        if self.path.exists():
+            result = _run(["ip", "netns", "del", self.netns], check=False)
+            if result.returncode != 0:
+                raise SandboxError(f"ip netns del {self.netns}: {result.stderr.strip()}")
+
+
 class NodeNamespaces:
-    def __init__(self, name: str, state_dir: Path, node_ip: str) -> None:
+    def __init__(self, name: str, state_dir: Path, node_ip: str, fabric: Fabric, port: str) -> None:
         self.name = name  # unique per sandbox (a hash of its state directory)
         self.state_dir = state_dir
         self.node_ip = str(ipaddress.IPv4Address(node_ip))
+        self.fabric = fabric
+        self.port = port  # node0's other end, in the fabric
         self.netns = f"{name}-node"
         self.netns_path = NETNS_DIR / self.netns
         self.mntns_path = HANDLES / name / "mnt"
@@ -92,6 +138,7 @@ class NodeNamespaces:
     def up(self) -> None:
         """Create what is missing; idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.fabric.up()
         self._up_netns()
         self._up_mntns()
         self._up_cgroups()
@@ -101,17 +148,17 @@ class NodeNamespaces:
             return
         _run(["ip", "netns", "add", self.netns])
         try:
-            # A veth pair with both ends inside: node0 holds the node address, its peer is a dead end; a default
-            # route through node0 gives every component a "primary" interface.
+            # node0 holds the node address, its peer is the node's port on the fabric; a default route through
+            # node0 gives every component a "primary" interface.
             batch = "\n".join([
                 "link set lo up",
-                "link add node0 type veth peer name node0-sink",
+                f"link add node0 type veth peer name {self.port} netns {self.fabric.netns}",
                 f"addr add {self.node_ip}/24 dev node0",
-                "link set node0-sink up",
                 "link set node0 up",
                 "route add default dev node0",
             ])  # fmt: skip
             _run(["ip", "-n", self.netns, "-batch", "-"], stdin=batch + "\n")
+            self.fabric.plug(self.port)
             _run(["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
                   "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"])  # fmt: skip
         except SandboxError:

@@ -98,8 +98,8 @@ port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
-tlsCertFile: {pki}/kubelet-server.crt
-tlsPrivateKeyFile: {pki}/kubelet-server.key
+tlsCertFile: {cert}
+tlsPrivateKeyFile: {key}
 rotateCertificates: false
 serverTLSBootstrap: false
 authentication:
@@ -108,7 +108,7 @@ authentication:
   webhook:
     enabled: true
   x509:
-    clientCAFile: {pki}/ca.crt
+    clientCAFile: {ca}
 authorization:
   mode: Webhook
 clusterDomain: cluster.local
@@ -131,6 +131,8 @@ serializeImagePulls: false
 syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 10s
+# The Lease the kubelet renews (every quarter of it); the node-lifecycle controller's grace period counts from it.
+nodeLeaseDurationSeconds: {lease}
 # Root here lacks CAP_SYS_RESOURCE: the kubelet cannot lower its own oom_score_adj either.
 oomScoreAdj: 0
 """
@@ -159,12 +161,16 @@ iptables:
 
 
 def cni_conflist(ipam_dir: Path, subnet: str) -> dict[str, Any]:
-    """The pod network: a bridge with host-local addresses from `subnet`, masquerading to the outside, and portmap."""
+    """A node's pod network: a bridge with host-local addresses from the node's `subnet`, and portmap.
+
+    No masquerade: the bridge plugin would SNAT everything leaving `subnet` (plugins/pkg/ip/ipmasq_iptables_linux.go),
+    so a pod on another node would see the node's address instead of the pod's; the nodes route pod /24s instead.
+    """
     return {
         "cniVersion": "1.0.0",
         "name": "carbon254-sandbox",
         "plugins": [
-            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
              "ipam": {"type": "host-local", "dataDir": str(ipam_dir), "ranges": [[{"subnet": subnet}]],
                       "routes": [{"dst": "0.0.0.0/0"}]}},
             {"type": "portmap", "capabilities": {"portMappings": True}},

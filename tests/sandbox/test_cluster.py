@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from sandbox import audit, build, pins
 from sandbox.config import SandboxConfig
 from sandbox.kubecluster import NODE_NAME, KubeCluster
 from sandbox.node import hierarchies
+from tests.sandbox.kube_helpers import apply, get, host_state, kubectl, pod, wait_for
 
 pytestmark = pytest.mark.skipif(not KubeCluster.node_supported(), reason="needs root, iproute2 and iptables")
 # Apart from every other sandbox's (tests/sandbox/test_sandbox.py 264xx, tests/demo 275xx, molecule 276xx, bench 277xx).
@@ -30,24 +30,9 @@ POD_CIDR = "10.218.0.0/16"
 TOOL = pins.TESTTOOL_IMAGE
 
 
-def host_state(names: tuple[str, ...]) -> dict[str, object]:
-    """What the host shows: its iptables rules and links, and the mounts naming this cluster (`names`)."""
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    return {
-        "rules": sorted(line for line in rules.splitlines() if line and not line.startswith("#")),
-        "links": sorted(line.split(":")[1].strip() for line in links.splitlines()),
-        "mounts": sorted(
-            line.split()[1]
-            for line in Path("/proc/self/mounts").read_text().splitlines()
-            if any(n in line for n in names)
-        ),
-    }
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    config = SandboxConfig(state_dir=tmp_path_factory.mktemp("cluster") / "state", pod_cidr=POD_CIDR, **PORTS)
+    config = SandboxConfig(state_dir=tmp_path_factory.mktemp("cluster") / "state", pod_cidr=POD_CIDR, nodes=0, **PORTS)
     kube = KubeCluster(config, images=[pins.PAUSE_IMAGE, TOOL])
     names = (str(config.state_dir), kube.short_name)
     before = host_state(names)
@@ -57,38 +42,6 @@ def cluster(tmp_path_factory):
         yield {"kube": kube, "before": before, "names": names}
     finally:
         kube.stop()
-
-
-def kubectl(cluster: dict, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
-    proc = cluster["kube"].kubectl(*args, stdin=stdin, timeout=timeout)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
-
-
-def apply(cluster: dict, *objects: dict) -> None:
-    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
-
-
-def pod(name: str, args: list[str], memory: str = "64Mi", restart: str = "Never", labels: dict | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": name}},
-            "spec": {"restartPolicy": restart, "containers": [{
-                "name": "main", "image": TOOL, "imagePullPolicy": "Never", "args": args,
-                "resources": {"limits": {"memory": memory, "cpu": "200m"}}}]}}  # fmt: skip
-
-
-def wait_for(check, timeout: float = 90, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(AssertionError, KeyError, IndexError, ValueError):
-            result = check()
-            if result:
-                return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what or check}")
-
-
-def get(cluster: dict, *args: str) -> dict:
-    return json.loads(kubectl(cluster, "get", *args, "-o", "json"))
 
 
 def test_the_server_is_the_pinned_release_and_the_node_is_ready(cluster):
