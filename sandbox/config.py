@@ -13,7 +13,7 @@ from .topology import plan
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
-DEFAULT_NODES = 0
+DEFAULT_NODES = 2  # the seed's two replicas on two machines: what HA needs to be tried
 
 
 def _env_int(name: str, default: int) -> int:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import build, images
@@ -375,10 +376,13 @@ class KubeCluster:
         control plane only gets the pause image."""
         if names is None:
             names = self.images if self.images is not None else [n for n in images.archives(bins) if n not in ON_DEMAND]
-        for runtime in self.schedulable:
-            runtime.import_images(bins, names)
+        work = [(runtime, names) for runtime in self.schedulable]
         if self.control_plane not in self.schedulable:
-            self.control_plane.import_images(bins, [PAUSE_IMAGE])
+            work.append((self.control_plane, [PAUSE_IMAGE]))
+        # One containerd per node, so the nodes import side by side (as kind loads every node).
+        with ThreadPoolExecutor(max_workers=len(work)) as pool:
+            for done in [pool.submit(runtime.import_images, bins, wanted) for runtime, wanted in work]:
+                done.result()
 
     def import_images(self, names: list[str]) -> None:
         """Images `up` leaves out (pins.ON_DEMAND), into the running nodes, for the tests that run them."""
@@ -425,12 +429,26 @@ class KubeCluster:
             proc = self.kubectl(*args)
             if proc.returncode != 0 and "not found" not in proc.stderr:
                 raise SandboxError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        if self.workers and self._pods_on(NODE_NAME):
+            # Pods kept from a single-node sandbox: moved to the workers as an operator would (evictions honour
+            # PodDisruptionBudgets), then the node takes pods again but for the taint.
+            drained = self.kubectl("drain", NODE_NAME, "--ignore-daemonsets", "--delete-emptydir-data",
+                                   "--timeout=180s", timeout=240)  # fmt: skip
+            self.kubectl("uncordon", NODE_NAME)
+            if drained.returncode != 0:
+                raise SandboxError(f"moving the pods off {NODE_NAME} failed: {drained.stderr.strip()[-500:]}")
         listed = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout or "{}").get("items", [])
         keep = {rt.name for rt in self.runtimes}
         stale = [n["metadata"]["name"] for n in listed if n["metadata"]["name"] not in keep
                  and n["metadata"]["name"].startswith(f"{CONTROL_PLANE}-worker-")]  # fmt: skip
         if stale:
             self.kubectl("delete", "node", *stale, "--wait=false")
+
+    def _pods_on(self, node: str) -> list[str]:
+        """Pods bound to `node` that are not done (DaemonSets' and mirror pods' included)."""
+        selector = f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
+        listed = self.kubectl("get", "pods", "-A", "--field-selector", selector, "-o", "name")
+        return listed.stdout.split() if listed.returncode == 0 else []
 
     def probe(self) -> bool:
         return self.get("/readyz", timeout=3) == b"ok"
@@ -462,7 +480,7 @@ class KubeCluster:
             raise SandboxError("; ".join(errors))
         return bool(pids)
 
-    # -- a node lost (tests of what the cluster and the deployment do then) -------------------------------------
+    # -- a node lost, and back (tests of what the cluster and the deployment do then) ---------------------------
 
     def lose_node(self, node: str) -> None:
         """A worker gone as a machine goes: its wire unplugged (nothing it sent arrives, nothing reaches it), then
@@ -480,6 +498,24 @@ class KubeCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.3)
+
+    def restore_node(self, node: str) -> None:
+        """A lost worker back, as a machine that rebooted: fresh namespaces (its /run, mounts and network state
+        gone), its image store and configuration kept, its containerd, kubelet and kube-proxy started again."""
+        runtime = self.runtime(node)
+        bins = build.artifacts()
+        pids = self.pids()
+        for component in reversed(("containerd", "kubelet", "kube-proxy")):
+            self._stop_one(runtime.key(component), pids)
+            pids.pop(runtime.key(component), None)
+        self.pid_file.write_text(json.dumps(pids))
+        runtime.ns.down()
+        runtime.ns.up()
+        self._route()
+        self._launch("containerd", bins, runtime)
+        self._wait_containerd(bins, runtime)
+        for component in ("kubelet", "kube-proxy"):
+            self._launch(component, bins, runtime)
 
     def _stop_one(self, component: str, pids: dict[str, int]) -> None:
         pid = pids.get(component)

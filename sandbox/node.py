@@ -103,6 +103,13 @@ class Fabric:
     def plug(self, port: str) -> None:
         _run(["ip", "-n", self.netns, "link", "set", port, "master", self.BRIDGE, "up"])
 
+    def unplug(self, port: str) -> None:
+        """Remove `port` if a former node's veth left it (deleting either end of a veth removes both)."""
+        for _ in range(50):
+            if _run(["ip", "-n", self.netns, "link", "del", port], check=False).returncode != 0:
+                return  # no such port (any more)
+            time.sleep(0.1)
+
     def set_port(self, port: str, up: bool) -> None:
         """Carry (up) or drop (down) everything a node sends and receives."""
         _run(["ip", "-n", self.netns, "link", "set", port, "up" if up else "down"])
@@ -146,6 +153,8 @@ class NodeNamespaces:
     def _up_netns(self) -> None:
         if self.netns_path.exists():
             return
+        # A node namespace just deleted is torn down by the kernel a moment later, its veth (and our port) with it.
+        self.fabric.unplug(self.port)
         _run(["ip", "netns", "add", self.netns])
         try:
             # node0 holds the node address, its peer is the node's port on the fabric; a default route through

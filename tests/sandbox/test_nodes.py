@@ -219,7 +219,26 @@ def test_a_lost_node_stops_getting_requests_and_its_pod_is_replaced_elsewhere(cl
     assert tail and all(o.ok for o in tail), outcome
 
 
-def test_down_leaves_nothing_behind_even_after_a_lost_node_and_up_shrinks_to_fewer_workers(cluster):
+def test_a_lost_node_comes_back_ready_and_takes_pods_again(cluster, served):
+    lost = WORKERS[1]
+    cluster["kube"].restore_node(lost)
+
+    def ready() -> bool:
+        node = get(cluster, "node", lost)
+        return {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+
+    wait_for(ready, timeout=120, what=f"{lost} Ready again")
+    # The pod that was on it is gone for good once its kubelet reports; a new one may run there.
+    wait_for(lambda: all(p["spec"]["nodeName"] == WORKERS[0] for p in get(cluster, "pods", "-l", "app=web")["items"]),
+             timeout=120, what="the lost node's old pod to be gone")  # fmt: skip
+    apply(
+        cluster, {**pod("back", ["echo", "back"]), "spec": {**pod("back", ["echo", "back"])["spec"], "nodeName": lost}}
+    )
+    wait_for(lambda: get(cluster, "pod", "back")["status"]["phase"] == "Succeeded", what="a pod on the restored node")
+    assert "back" in kubectl(cluster, "logs", "back")
+
+
+def test_down_leaves_nothing_behind_and_up_shrinks_to_fewer_workers(cluster):
     kube: KubeCluster = cluster["kube"]
     kube.stop()
     assert not kube.fabric.path.exists()
