@@ -112,6 +112,26 @@ CASES = {
         {"mlflow_k8s_extra_env": {"MLFLOW_BACKEND_STORE_URI": "sqlite:////tmp/mlflow.db"}},
         "mlflow_k8s_extra_env must not set MLFLOW_BACKEND_STORE_URI",
     ),
+    "extra environment variable that switches the security middleware off": (
+        {"mlflow_k8s_extra_env": {"MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "true"}},
+        "mlflow_k8s_extra_env must not set MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE",
+    ),
+    "extra environment variable that moves the artifacts": (
+        {"mlflow_k8s_extra_env": {"MLFLOW_ARTIFACTS_DESTINATION": "file:///tmp"}},
+        "mlflow_k8s_extra_env must not set MLFLOW_ARTIFACTS_DESTINATION",
+    ),
+    "extra environment variable that opens the allowed hosts": (
+        {"mlflow_k8s_extra_env": {"MLFLOW_SERVER_ALLOWED_HOSTS": "*"}},
+        "mlflow_k8s_extra_env must not set MLFLOW_SERVER_ALLOWED_HOSTS",
+    ),
+    "extra argument that lets any site frame the UI": (
+        {"mlflow_k8s_extra_args": ["--x-frame-options", "NONE"]},
+        "must not set X-Frame-Options to NONE",
+    ),
+    "extra environment variable that lets any site frame the UI": (
+        {"mlflow_k8s_extra_env": {"MLFLOW_SERVER_X_FRAME_OPTIONS": "none"}},
+        "must not set X-Frame-Options to NONE",
+    ),
     "extra environment variable with an invalid name": (
         {"mlflow_k8s_extra_env": {"1-A": "x"}},
         'mlflow_k8s_extra_env key(s) "1-A" are not valid environment variable names',
