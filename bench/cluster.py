@@ -5,8 +5,9 @@ In one run, on a sandbox of its own (private state directory and ports):
   with --cold also a cold build into a temporary SANDBOX_OPT_PREFIX and GOCACHE (Go's module cache stays warm:
   downloading modules is the proxy's speed, not ours), which takes a quarter of an hour;
 - `sandbox up` from an empty state directory (certificates made, images imported) and again on the kept state, to
-  every service answering and the node Ready, N cycles each;
-- RSS and PSS of every process of the control plane and the node once up and idle;
+  every service answering and every node Ready, N cycles each, with the default two workers and with none (side
+  by side, so the workers' cost is a ratio on the same machine at the same time);
+- RSS and PSS of every process of the control plane and each node once up and idle;
 - site.yml on it, then a second site.yml: its API requests by verb from the API server's audit log (0 writes).
 
     .venv/bin/python bench/cluster.py [--cycles 3] [--cold] [--write]
@@ -61,14 +62,17 @@ def memory(state: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
-def measure_up(py: str, base_env: dict[str, str], cycles: int) -> tuple[list[float], list[float], list[dict]]:
+Ups = tuple[list[float], list[float], list[dict]]
+
+
+def measure_up(py: str, base_env: dict[str, str], cycles: int, nodes: int) -> Ups:
     """`up` from an empty state, memory once idle, `down`, `up` on the kept state; `cycles` times."""
     cold_up, warm_up, mem = [], [], []
     sandbox = [py, "-m", "sandbox"]
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         for number in range(cycles):
             state = Path(tmp) / f"state-{number}"
-            env = {**base_env, "SANDBOX_STATE_DIR": str(state)}
+            env = {**base_env, "SANDBOX_STATE_DIR": str(state), "SANDBOX_NODES": str(nodes)}
             try:
                 cold_up.append(run([*sandbox, "up"], env))
                 time.sleep(20)  # idle
@@ -118,12 +122,30 @@ def main() -> int:
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             results["cold_build_lines"] = proc.stdout.strip().splitlines()
-    cold_up, warm_up, mem = measure_up(py, base_env, args.cycles)
+    single = {}
+    cold_up, warm_up, mem = [], [], []
+    for _ in range(args.cycles):  # alternating, so both see the same machine
+        for nodes, into in ((0, single), (2, None)):
+            cold, warm, used = measure_up(py, base_env, 1, nodes)
+            if into is None:
+                cold_up += cold
+                warm_up += warm
+                mem += used
+            else:
+                for key, value in (("cold", cold), ("warm", warm), ("mem", used)):
+                    into.setdefault(key, []).extend(value)
     results["site"] = measure_rerun(py, base_env)
     components = list(mem[0])
     rss = {c: statistics.median(m[c][0] for m in mem) for c in components}
     pss = {c: statistics.median(m[c][1] for m in mem) for c in components}
     results |= {"cold_up": cold_up, "warm_up": warm_up, "rss": rss, "pss": pss}
+    single_pss = statistics.median(sum(v[1] for v in m.values()) for m in single["mem"])
+    worker_pss = {
+        name: sum(pss[c] for c in components if c.startswith(name + "/"))
+        for name in sorted({c.split("/")[0] for c in components if "/" in c})
+    }  # fmt: skip
+    results |= {"single_cold_up": single["cold"], "single_warm_up": single["warm"], "single_pss": single_pss,
+                "worker_pss": worker_pss}  # fmt: skip
     print(json.dumps(results, indent=1))
     site = results["site"]
     lines = [
@@ -139,8 +161,14 @@ def main() -> int:
         f"| `sandbox up` from an empty state (certificates, etcd, images imported), to node Ready | "
         f"{statistics.median(cold_up):.1f} s |",
         f"| `sandbox up` on the kept state | {statistics.median(warm_up):.1f} s |",
-        f"| RSS of the control plane and node, idle, all processes | {sum(rss.values()):.0f} MiB "
-        f"(PSS {sum(pss.values()):.0f} MiB) |",
+        f"| the same without workers (`SANDBOX_NODES=0`, measured alternately): cold / kept `up` | "
+        f"{statistics.median(single['cold']):.1f} s / {statistics.median(single['warm']):.1f} s |",
+        f"| RSS of the control plane and its two workers, idle, all processes | {sum(rss.values()):.0f} MiB "
+        f"(PSS {sum(pss.values()):.0f} MiB; without workers PSS {single_pss:.0f} MiB) |",
+        *(
+            f"| &nbsp; worker `{name}`: containerd + kubelet + kube-proxy | PSS {value:.0f} MiB |"
+            for name, value in worker_pss.items()
+        ),
         *(f"| &nbsp; {c} | RSS {rss[c]:.0f} MiB, PSS {pss[c]:.0f} MiB |" for c in components),
         f"| site.yml on it, first run / second run | {site['first_s']:.0f} s / {site['second_s']:.0f} s |",
         f"| the second run's API requests (audit log) | {sum(site['verbs'].values())}: "
