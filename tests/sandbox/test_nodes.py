@@ -18,7 +18,7 @@ import pytest
 
 from harness.evidence import record
 from harness.load import Poller
-from sandbox import pins
+from sandbox import audit, pins
 from sandbox.config import SandboxConfig
 from sandbox.kubecluster import CONTROL_PLANE_TAINT, NODE_NAME, KubeCluster
 from sandbox.node import hierarchies
@@ -121,6 +121,10 @@ def test_workers_register_with_their_zones_and_the_control_plane_takes_no_pods(c
         assert not nodes[name]["spec"].get("taints")
         address = next(a["address"] for a in nodes[name]["status"]["addresses"] if a["type"] == "InternalIP")
         assert address == f"10.219.0.{1 + index}" == facts[index]["ip"]
+    # An `up` of the running cluster reads the node's placement and writes nothing.
+    start = time.time()
+    cluster["kube"].wait_ready()
+    assert audit.writes(cluster["kube"].facts()["audit_log"], start, None, "kubernetes-admin") == []
 
 
 def test_two_replicas_land_on_two_workers_in_two_zones_and_the_service_reaches_both(cluster, served):
