@@ -1,8 +1,9 @@
-"""A deployed MLflow's stores fail for real: site.yml and verify.yml say so clearly, and a plain re-run converges once
-the store is back, with no manual step (issue: HA for real, faults).
+"""A deployed MLflow's stores and the Kubernetes API fail for real: site.yml and verify.yml say so clearly, and a
+plain re-run converges once the store is back, with no manual step (issue: HA for real, faults).
 
 One deployment through site.yml on the shared sandbox, in a namespace, databases and a bucket of its own; the
-sandbox's PostgreSQL and S3 are stopped (their processes, not a blocked login) and started again.
+sandbox's PostgreSQL and S3 are stopped (their processes, not a blocked login) and started again. The Kubernetes API
+is reached through a front on loopback (harness.faults.ApiFront) that answers some or all requests with 503, slowly.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from harness.ansible import ROOT, PlayResult, play
 from harness.evidence import record
-from harness.faults import stopped
+from harness.faults import api_front, stopped
 from harness.kube import delete_namespace, writes_since
 from harness.stores import drop_stores
 
@@ -106,3 +107,45 @@ def test_s3_stopped_fails_the_artifact_step_while_tracking_works_then_verify_pas
     record("fault", fault="S3 stopped (its process)", where="verify.yml on the running server",
            outcome="tracking calls work; fails at step upload_artifact, the artifact store named",
            after="S3 back: verify.yml passes, no manual step")  # fmt: skip
+
+
+def test_kubernetes_api_failing_every_third_request_slowly_is_ridden_out_with_nothing_written(deployed):
+    """As behind a load balancer with one of three API servers restarting: every third request gets 503, every
+    answer comes 0.2 s late. The roles' reads (k8s_read) and module calls (until k8s_transient) try again."""
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    start = time.time()
+    with api_front(facts, tmp_path / "front.kubeconfig") as front:
+        front.fail_every(3)
+        front.slow(0.2)
+        result = playbook("site.yml", tmp_path, mlflow_kubeconfig=str(front.kubeconfig), mlflow_k8s_api_retry_delay=1,
+                          monitoring_api_retry_delay=1)  # fmt: skip
+    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert result.changed == 0, result.changed_tasks()
+    assert writes_since(facts, start) == []
+    assert len(front.injected) >= 10, front.injected
+    # Both kinds of call met a fault: the lookups' GETs by name and the modules' (a k8s_info list, discovery).
+    paths = [path for _, path, _ in front.injected]
+    assert any(f"/namespaces/{NS}/" in path for path in paths), paths
+    record("fault", fault=f"Kubernetes API: 503 to every 3rd request, +0.2 s each ({len(front.injected)} of "
+                          f"{front.requests} requests)", where="site.yml on the running deployment",
+           outcome="reads and module calls retried; converged", writes=0, after="changed=0")  # fmt: skip
+
+
+def test_kubernetes_api_down_fails_site_in_the_preflight_naming_the_api_before_any_write(deployed):
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    start = time.time()
+    with api_front(facts, tmp_path / "front.kubeconfig") as front:
+        front.fail_every(1)
+        began = time.monotonic()
+        result = playbook("site.yml", tmp_path, mlflow_kubeconfig=str(front.kubeconfig), mlflow_k8s_api_retries=2,
+                          mlflow_k8s_api_retry_delay=1, monitoring_api_retries=2, monitoring_api_retry_delay=1)  # fmt: skip
+        took = time.monotonic() - began
+    assert result.failed
+    message = " ".join(result.failure_messages())
+    assert "the Kubernetes API did not answer reading" in message, message
+    assert "HTTP 503 on each of 3 tries" in message, message
+    assert result.changed == 0, result.changed_tasks()
+    assert writes_since(facts, start) == []
+    record("fault", fault="Kubernetes API: 503 to every request", where="site.yml",
+           outcome="stops in the preflight: " + message[message.index("the Kubernetes API") :][:140], writes=0,
+           after=f"failed after {took:.0f} s with 2 retries 1 s apart (defaults: 10, 3 s)")  # fmt: skip
