@@ -99,6 +99,8 @@ def test_the_expected_objects_are_rendered(rendered):
     kinds = sorted(obj["kind"] for obj in rendered["files"].values())
     expected = [
         "ConfigMap",
+        "ConfigMap",  # the backup script
+        "CronJob",
         "Deployment",
         "Job",
         "Namespace",
@@ -237,6 +239,10 @@ def test_pods_trust_the_given_cas(rendered):
         assert all(not [v for v in pod["volumes"] if "configMap" in v] for pod in pods)
         return
     (ca,) = cas
+    (cronjob,) = by_kind(rendered["files"], "CronJob")
+    backup = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {m["name"]: m["mountPath"] for m in backup["containers"][0]["volumeMounts"]}["db-ca"] == "/etc/mlflow/db-ca"
+    assert {v["name"]: v for v in backup["volumes"]}["db-ca"]["configMap"]["name"] == "mlflow-ca"
     assert ca["data"] == {"ca.crt": EVERYTHING["mlflow_k8s_s3_ca_bundle"],
                           "postgres-ca.crt": EVERYTHING["mlflow_k8s_db_ca_bundle"]}  # fmt: skip
     assert len(pods) == 3  # the server, the tracking and the auth migrations
@@ -290,3 +296,23 @@ def test_image_containerfile_sandbox_and_role_agree():
     assert f"mlflow=={version}" in pins
     for package in ("psycopg2-binary==", "boto3==", "prometheus_flask_exporter==", "Flask-WTF=="):
         assert any(line.startswith(package) for line in pins), package
+
+
+def test_backup_cronjob_runs_the_shipped_script_as_the_server_does(rendered):
+    """The backup pod: the server's image, pod security, ConfigMap and Secret; the script from the role's files."""
+    (cronjob,) = by_kind(rendered["files"], "CronJob")
+    (deployment,) = by_kind(rendered["files"], "Deployment")
+    script = next(c for c in by_kind(rendered["files"], "ConfigMap") if c["metadata"]["name"] == "mlflow-backup")
+    assert script["data"]["mlflow_backup.py"] == (ROOT / "roles/mlflow_k8s/files/mlflow_backup.py").read_text()
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid" and cronjob["spec"]["timeZone"] == "Etc/UTC"
+    pod, server = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == server["securityContext"] and pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["image"] == server["containers"][0]["image"]
+    assert container["envFrom"] == server["containers"][0]["envFrom"]
+    assert container["securityContext"] == server["containers"][0]["securityContext"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BACKUP_BUCKET"] == "mlflow-artifacts" and env["BACKUP_KEEP"] == "7"
+    assert env["BACKUP_PREFIX"] == f"mlflow-backups/{cronjob['metadata']['namespace']}/mlflow"
+    labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "backup" and "app" not in labels  # not the server's pods

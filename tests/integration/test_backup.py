@@ -1,0 +1,176 @@
+"""Backups that restore (issue: Day 2): the backup CronJob site.yml deploys, playbooks/backup.yml taking one with its
+pod while MLflow holds real runs, the dump restored into a scratch database by hand (pg_restore), and
+playbooks/restore.yml after the databases were lost: everything the client logged is back, the same login works.
+
+One deployment through site.yml on the shared sandbox (basic-auth on, as in production), in a namespace, databases
+and a bucket of its own. Tests run in file order, each building on the one before.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from harness.ansible import ROOT, PlayResult, play
+from harness.evidence import record
+from harness.kube import api, delete_namespace, writes_since
+from harness.stores import drop_stores, query, s3_client
+
+pytestmark = pytest.mark.integration
+
+NS = "backup-restore"
+VARS = {
+    "mlflow_namespace": NS,
+    "mlflow_db_name": "mlflow_bk",
+    "mlflow_db_user": "mlflow_bk",
+    "mlflow_auth_db_name": "mlflow_bk_auth",
+    "mlflow_artifacts_bucket": "mlflow-backup-restore",
+}
+PREFIX = f"mlflow-backups/{NS}/mlflow"
+SCRATCH = "mlflow_bk_scratch"
+
+
+def playbook(name: str, tmp_path, **extra) -> PlayResult:
+    variables = {**VARS, "mlflow_client_env_file": str(tmp_path / "client.env"),
+                 "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
+    return play(ROOT / "playbooks" / name, extra=variables, tmp_path=tmp_path)
+
+
+class Client:
+    """MLflow's REST API with the settings verify.yml wrote (the URI the sandbox forwards, the admin's login)."""
+
+    def __init__(self, env_file) -> None:
+        settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+        self.base = settings["MLFLOW_TRACKING_URI"].strip("'\"").rstrip("/") + "/api/2.0/mlflow/"
+        token = f"{settings['MLFLOW_TRACKING_USERNAME'].strip(chr(39))}:{settings['MLFLOW_TRACKING_PASSWORD'].strip(chr(39))}"
+        self.auth = "Basic " + base64.b64encode(token.encode()).decode()
+
+    def call(self, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method="POST" if data else "GET",  # noqa: S310
+                                         headers={"Authorization": self.auth, "Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the sandbox's loopback URL
+            return json.loads(answer.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def deployed(sandbox_facts, tmp_path_factory):
+    if "node" not in sandbox_facts["kubernetes"]:
+        pytest.skip("the sandbox's Kubernetes node needs root and iproute2")
+    tmp_path = tmp_path_factory.mktemp("backup")
+    try:
+        result = playbook("site.yml", tmp_path)
+        assert not result.failed, result.failure_messages() or result.output[-3000:]
+        client = Client(tmp_path / "client.env")
+        experiment = client.call("experiments/create", {"name": f"backup-{uuid.uuid4().hex[:8]}"})["experiment_id"]
+        runs = []
+        for index in range(3):
+            run = client.call("runs/create", {"experiment_id": experiment, "start_time": int(time.time() * 1000)})
+            run_id = run["run"]["info"]["run_id"]
+            client.call("runs/log-batch", {"run_id": run_id,
+                                           "metrics": [{"key": "loss", "value": 0.5 + index / 8, "timestamp": 1, "step": s}
+                                                       for s in range(5)],
+                                           "params": [{"key": "lr", "value": str(index)}],
+                                           "tags": [{"key": "team", "value": "carbon254"}]})  # fmt: skip
+            runs.append(run_id)
+        yield {"facts": sandbox_facts, "tmp": tmp_path, "client": client, "experiment": experiment, "runs": runs}
+    finally:
+        playbook("teardown.yml", tmp_path, mlflow_teardown_delete_data=True)
+        delete_namespace(sandbox_facts, NS)
+        drop_stores(sandbox_facts, VARS["mlflow_artifacts_bucket"],
+                    [VARS["mlflow_db_name"], VARS["mlflow_auth_db_name"], SCRATCH], VARS["mlflow_db_user"])  # fmt: skip
+
+
+def counts(facts: dict, dbname: str) -> dict[str, int]:
+    return {t: query(facts, f"select count(*) from {t}", dbname=dbname)[0][0]  # noqa: S608 - fixed names
+            for t in ("experiments", "runs", "metrics", "params", "tags")}  # fmt: skip
+
+
+def test_the_backup_cronjob_runs_the_servers_image_with_its_pod_security(deployed):
+    cronjob = api(deployed["facts"], f"/apis/batch/v1/namespaces/{NS}/cronjobs/mlflow-backup")
+    assert cronjob["spec"]["schedule"] == "17 2 * * *" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    server = api(deployed["facts"], f"/apis/apps/v1/namespaces/{NS}/deployments/mlflow")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == server["securityContext"]
+    assert pod["containers"][0]["image"] == server["containers"][0]["image"]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_backup_playbook_dumps_both_databases_and_the_dump_restores_with_every_run(deployed):
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    live = counts(facts, VARS["mlflow_db_name"])
+    started = time.monotonic()
+    result = playbook("backup.yml", tmp_path)
+    took = time.monotonic() - started
+    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    s3 = s3_client(facts)
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=VARS["mlflow_artifacts_bucket"], Prefix=PREFIX + "/")["Contents"]
+    ]
+    (manifest_key,) = [k for k in keys if k.endswith("/manifest.json")]
+    manifest = json.loads(s3.get_object(Bucket=VARS["mlflow_artifacts_bucket"], Key=manifest_key)["Body"].read())
+    assert set(manifest["databases"]) == {"tracking", "auth"}
+    tracking = manifest["databases"]["tracking"]
+    assert tracking["counts"]["runs"] == live["runs"] >= 3 and tracking["counts"]["metrics"] == live["metrics"]
+    assert tracking["alembic_revision"] and manifest["databases"]["auth"]["counts"]["users"] >= 1
+    assert manifest["name"] in " ".join(result.output.splitlines()[-200:])  # the playbook said where it is
+
+    # By hand, as docs/upgrade.md tells: the dump into a scratch database with the host's pg_restore.
+    dump = tmp_path / "tracking.dump"
+    s3.download_file(VARS["mlflow_artifacts_bucket"], tracking["key"], str(dump))
+    query(facts, f"create database {SCRATCH}")
+    pg = facts["postgres"]
+    restored = subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-h", pg["host"],
+                               "-p", str(pg["port"]), "-U", pg["admin_user"], "-d", SCRATCH, str(dump)],
+                              env={"PGPASSWORD": pg["admin_password"], "PATH": "/usr/bin:/bin"}, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert counts(facts, SCRATCH) == live
+    (value,) = query(
+        facts, "select value from metrics where run_uuid = %s and step = 4", (deployed["runs"][2],), SCRATCH
+    )
+    assert value == (0.75,)
+    record("backup", what="playbooks/backup.yml (pg_dump -Fc of both databases to S3)", seconds=round(took, 1),
+           bytes=tracking["bytes"], restored_by_hand="pg_restore into a scratch database: same row counts")  # fmt: skip
+
+
+def test_restore_refuses_databases_that_hold_tables_and_leaves_the_server_alone(deployed):
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    start = time.time()
+    result = playbook("restore.yml", tmp_path)
+    assert result.failed
+    message = " ".join(result.failure_messages())
+    assert "tables; restore into an empty database, or force it" in message, message
+    # Its only write: the checking Job. The server was not scaled, the databases not touched.
+    writes = writes_since(facts, start, NS)
+    assert writes and all(w.startswith("POST /apis/batch/v1/namespaces/") for w in writes), writes
+    assert api(facts, f"/apis/apps/v1/namespaces/{NS}/deployments/mlflow")["status"]["readyReplicas"] == 2
+
+
+def test_databases_lost_then_restore_brings_back_every_run_and_the_login(deployed):
+    facts, tmp_path, client = deployed["facts"], deployed["tmp"], deployed["client"]
+    before = counts(facts, VARS["mlflow_db_name"])
+    # The PostgreSQL server lost and rebuilt: both databases back, empty, owned by MLflow's login.
+    for db in (VARS["mlflow_db_name"], VARS["mlflow_auth_db_name"]):
+        query(facts, f"drop database {db} with (force)")
+        query(facts, f"create database {db} owner {VARS['mlflow_db_user']}")
+    result = playbook("restore.yml", tmp_path)
+    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    outage = re.search(r"the server was stopped for ([0-9.]+) s", result.output)
+    assert outage, result.output[-2000:]
+    assert counts(facts, VARS["mlflow_db_name"]) == before
+    # Through the server, with the same login (the auth database came back too).
+    for index, run_id in enumerate(deployed["runs"]):
+        run = client.call(f"runs/get?run_id={run_id}")["run"]
+        assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"loss": 0.5 + index / 8}
+        assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"lr": str(index)}
+    record("restore", what="playbooks/restore.yml after both databases were lost (latest backup)",
+           outage_s=float(outage.group(1)), rows=before)  # fmt: skip
