@@ -19,7 +19,7 @@ description:
   - Ansible retries a task (C(until)) only after its arguments are templated, so a lookup that fails stops the
     play at once; the roles of this collection read through this lookup instead.
 author:
-  - carbon254 platform engineering
+  - carbon254 platform team (@carbon254)
 options:
   retries:
     description: How many times a transient failure is retried.
@@ -57,7 +57,14 @@ from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 from ansible_collections.carbon254.mlflow.plugins.module_utils.k8s_retry import status_of, transient_exception
-from ansible_collections.kubernetes.core.plugins.lookup.k8s import KubernetesLookup
+
+try:
+    from ansible_collections.kubernetes.core.plugins.lookup.k8s import KubernetesLookup
+except ImportError as exc:  # kubernetes.core is a dependency (galaxy.yml); said at run time, not at import
+    KubernetesLookup = None
+    KUBERNETES_CORE_ERROR: ImportError | None = exc
+else:
+    KUBERNETES_CORE_ERROR = None
 
 display = Display()
 MAX_RETRY_AFTER = 30.0
@@ -78,6 +85,8 @@ def _what(kwargs: dict) -> str:
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        if KubernetesLookup is None:
+            raise AnsibleError(f"k8s_read needs the kubernetes.core collection: {KUBERNETES_CORE_ERROR}")
         retries = int(kwargs.pop("retries", 10))
         delay = float(kwargs.pop("delay", 3))
         if retries < 0 or delay < 0:

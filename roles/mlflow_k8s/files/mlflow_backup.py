@@ -105,7 +105,7 @@ def prune(s3: Any, bucket: str, prefix: str, keep: int, current: str) -> list[st
     stamps: dict[str, set[str]] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         for item in page.get("Contents", []):
-            stamp, _, name = item["Key"][len(prefix) + 1 :].partition("/")
+            stamp, _slash, name = item["Key"][len(prefix) + 1 :].partition("/")
             stamps.setdefault(stamp, set()).add(name)
     complete = sorted((s for s, names in stamps.items() if "manifest.json" in names), reverse=True)
     doomed = complete[keep:] + [s for s, names in stamps.items() if "manifest.json" not in names and s < current]
