@@ -49,6 +49,10 @@ from .procs import SandboxError
 
 # Bump when the recipe below changes in a way the hashed inputs do not show.
 RECIPE = "1"
+# Built into the binaries that run FROM scratch: Go's copy of the time zone database. Upstream's images carry the
+# system's (distroless/static has /usr/share/zoneinfo); without one, kube-state-metrics panics on the first CronJob
+# whose spec.timeZone it cannot load (the backup CronJob's Etc/UTC did, crash-looping it).
+SCRATCH_TAGS = "timetzdata"
 
 
 def _go() -> str:
@@ -112,13 +116,14 @@ def artifacts() -> Artifacts:
     toolchain = _run([_go(), "env", "GOVERSION"], MODULE).strip()
     inputs = (str(p.relative_to(MODULE)).encode() + b"\0" + p.read_bytes() for p in sources)
     key = _digest(RECIPE, toolchain, *inputs)
+    tagged = _digest(RECIPE, SCRATCH_TAGS)
     return Artifacts(
         cluster_dir=OPT / "cluster" / f"{version}-{key}",
         cni_dir=OPT / "cni" / f"{CNI_VERSION}-{_digest(RECIPE, *CNI_PACKAGES)}",
         containerd_dir=OPT / "containerd" / f"{CONTAINERD_VERSION}-{_digest(RECIPE)}",
         prometheus_dir=OPT / "prometheus" / f"{PROMETHEUS_VERSION}-{_digest(RECIPE)}",
-        prometheus_operator_dir=OPT / "prometheus-operator" / f"{PROMETHEUS_OPERATOR_VERSION}-{_digest(RECIPE)}",
-        kube_state_metrics_dir=OPT / "kube-state-metrics" / f"{KUBE_STATE_METRICS_VERSION}-{_digest(RECIPE)}",
+        prometheus_operator_dir=OPT / "prometheus-operator" / f"{PROMETHEUS_OPERATOR_VERSION}-{tagged}",
+        kube_state_metrics_dir=OPT / "kube-state-metrics" / f"{KUBE_STATE_METRICS_VERSION}-{tagged}",
         version=version,
     )
 
@@ -213,7 +218,8 @@ def _build_in_module(module_dir: Path, out: Path, packages: dict[str, str], ldfl
             _run([go, "mod", "edit", *(f"-dropreplace={path}" for path in dropreplace)], src)
         env = {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
         for name, package in packages.items():
-            _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out / name), package], src, env)
+            command = [go, "build", "-trimpath", "-tags", SCRATCH_TAGS, "-ldflags", ldflags, "-o", str(out / name)]
+            _run([*command, package], src, env)
 
 
 def _build_prometheus_operator(out: Path) -> None:
