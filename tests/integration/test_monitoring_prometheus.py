@@ -294,6 +294,24 @@ def test_operator_prometheus_loads_the_prometheusrule(deployment, prometheus):
     assert all(g["file"].startswith("/etc/prometheus/rules/") for g in groups), "loaded through the operator"
 
 
+def test_backup_alerts_read_the_backup_cronjobs_series(deployment, prometheus):
+    """The backup CronJob (on by default, schedule in Etc/UTC) as kube-state-metrics reports it: its next run in the
+    future, so both backup alerts are loaded and quiet. (A kube-state-metrics without a time zone database panics on
+    that CronJob and reports nothing: this test's first failure.)"""
+    sel = f'namespace="{deployment["ns"]}", cronjob="mlflow-backup"'
+    base = prometheus["operator"]  # the one scraping kube-state-metrics
+    (series,) = wait_for(
+        "the backup CronJob's next run", lambda: query(base, f"kube_cronjob_next_schedule_time{{{sel}}}")
+    )
+    assert time.time() < float(series["value"][1]) <= time.time() + 86400 + 60, series
+    assert query(base, f"kube_cronjob_spec_suspend{{{sel}}} == 0"), "the CronJob is not suspended"
+    for which in ("plain", "operator"):
+        rules = {r["name"]: r for g in get_json(prometheus[which], "/api/v1/rules")["data"]["groups"]
+                 for r in g["rules"]}  # fmt: skip
+        for alert in ("MLflowBackupFailed", "MLflowBackupNotScheduled"):
+            assert rules[alert]["health"] == "ok" and rules[alert]["state"] == "inactive", (which, rules[alert])
+
+
 def test_every_dashboard_panel_query_has_data(sandbox_facts, deployment, prometheus):
     board = json.loads(DASHBOARD.read_text())
     panels = [p for p in board["panels"] if p["type"] != "row"]

@@ -82,7 +82,7 @@ def test_promtool_checks_the_rules_of_both_forms(rendered, tmp_path):
     for name in ("from-prometheusrule.yml", str(rendered["dir"] / "prometheus-rules.yml")):
         proc = promtool("check", "rules", name, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "SUCCESS: 8 rules found" in proc.stdout
+        assert "SUCCESS: 10 rules found" in proc.stdout
     plain = yaml.safe_load((rendered["dir"] / "prometheus-rules.yml").read_text())
     assert plain["groups"] == rule["spec"]["groups"], "the PrometheusRule and the plain rule file must be one source"
 
@@ -97,7 +97,7 @@ def test_promtool_unit_tests_pass_on_the_rendered_rules(rendered, tmp_path):
 
 def test_every_alert_has_a_firing_and_a_silent_case():
     rules = yaml.safe_load(Path(ROOT / "roles/monitoring/vars/main.yml").read_text())
-    alerts = {r["alert"] for r in rules["__monitoring_alerts_mlflow"] + rules["__monitoring_alerts_kube"]}
+    alerts = {r["alert"] for group in ("mlflow", "kube", "backup") for r in rules[f"__monitoring_alerts_{group}"]}
     cases = [case for group in yaml.safe_load(RULES_TEST.read_text())["tests"] for case in group["alert_rule_test"]]
     firing = {c["alertname"] for c in cases if c["exp_alerts"]}
     silent = {c["alertname"] for c in cases if not c["exp_alerts"]}
@@ -109,14 +109,16 @@ def test_the_unit_tests_fail_when_the_thresholds_change(tmp_path):
     proc, out = render(
         tmp_path / "r",
         {**BASE, "monitoring_alert_error_ratio": 0.2, "monitoring_alert_target_down_for": "15m",
-         "monitoring_alert_latency_p95_seconds": 10, "monitoring_alert_restarts": 10},
+         "monitoring_alert_latency_p95_seconds": 10, "monitoring_alert_restarts": 10,
+         "monitoring_alert_backup_deadline_seconds": 7200},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     shutil.copy(out / "prometheus-rules.yml", tmp_path / "prometheus-rules.yml")
     shutil.copy(RULES_TEST, tmp_path / "rules-test.yml")
     result = promtool("test", "rules", "rules-test.yml", cwd=tmp_path)
     assert result.returncode != 0
-    for alert in ("MLflowHighErrorRatio", "MLflowTargetDown", "MLflowHighLatency", "MLflowPodRestarting"):
+    for alert in ("MLflowHighErrorRatio", "MLflowTargetDown", "MLflowHighLatency", "MLflowPodRestarting",
+                  "MLflowBackupFailed", "MLflowBackupNotScheduled"):  # fmt: skip
         assert f"alertname: {alert}," in result.stdout + result.stderr, alert
 
 
@@ -218,6 +220,20 @@ def test_without_kube_state_metrics_only_mlflow_alerts(tmp_path):
     assert all(r["labels"] == {"severity": r["labels"]["severity"], "team": "ml"} for r in group["rules"])
 
 
+def test_backup_alerts_follow_the_backup_switch(tmp_path):
+    """On by default (the backup CronJob is), named after the CronJob; gone when mlflow_k8s makes no backups."""
+    proc, out = render(tmp_path / "on", {**BASE, "mlflow_k8s_name": "tracking"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (group,) = objects(out)["PrometheusRule"]["spec"]["groups"]
+    backup = [r for r in group["rules"] if r["alert"].startswith("MLflowBackup")]
+    assert [r["alert"] for r in backup] == ["MLflowBackupFailed", "MLflowBackupNotScheduled"]
+    assert all('cronjob="tracking-backup"' in r["expr"] for r in backup)
+    proc, out = render(tmp_path / "off", {**BASE, "mlflow_k8s_backup_enabled": False})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (group,) = objects(out)["PrometheusRule"]["spec"]["groups"]
+    assert not [r for r in group["rules"] if r["alert"].startswith("MLflowBackup")]
+
+
 # Every input problem is reported at once (one render), before anything is written; a value outside the argument
 # specs' choices is refused before that.
 BAD_INPUT = {
@@ -229,6 +245,12 @@ BAD_INPUT = {
     "monitoring_alert_error_ratio": (5, "monitoring_alert_error_ratio must be a fraction between 0 and 1"),
     "monitoring_namespace": ("Data_Platform", 'monitoring_namespace "Data_Platform" is not a valid namespace name'),
     "monitoring_runbook_base_url": ("docs/runbook.md", "monitoring_runbook_base_url must be an http(s) URL"),
+    "monitoring_alert_backup_for": ("daily", "monitoring_alert_backup_for is not a Prometheus duration"),
+    "monitoring_alert_backup_deadline_seconds": (
+        0,
+        "monitoring_alert_backup_deadline_seconds must be a whole number of seconds, more than 0, got 0",
+    ),
+    "monitoring_backup_cronjob": ("Backup_Job", 'monitoring_backup_cronjob "Backup_Job" is not a valid CronJob name'),
 }
 
 
