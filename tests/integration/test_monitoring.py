@@ -160,7 +160,7 @@ def test_converge_applies_the_service_monitor_and_the_rules(sandbox_facts, ns, s
         "key": "password",
     }
     rule = get(sandbox_facts, f"/apis/monitoring.coreos.com/v1/namespaces/{ns}/prometheusrules/mlflow")
-    assert len(rule["spec"]["groups"][0]["rules"]) == 8
+    assert len(rule["spec"]["groups"][0]["rules"]) == 10
     secret = get(sandbox_facts, f"/api/v1/namespaces/{ns}/secrets/mlflow-metrics-scrape")
     assert secret["type"] == "kubernetes.io/basic-auth"
 
