@@ -162,6 +162,20 @@ CASES = {
     "missing S3 secret key": ({"mlflow_k8s_s3_secret_key": ""}, "mlflow_k8s_s3_secret_key is empty"),
     "pull policy that is not one": ({"mlflow_k8s_image_pull_policy": "Sometimes"}, "mlflow_k8s_image_pull_policy"),
     "anti-affinity that is not a choice": ({"mlflow_k8s_pod_anti_affinity": "strict"}, "mlflow_k8s_pod_anti_affinity"),
+    "backup schedule in words": (
+        {"mlflow_k8s_backup_schedule": "daily at 2"},
+        'mlflow_k8s_backup_schedule "daily at 2" is not a cron schedule',
+    ),
+    "backup time zone that does not exist": (
+        {"mlflow_k8s_backup_time_zone": "Mars/Olympus"},
+        'mlflow_k8s_backup_time_zone "Mars/Olympus" is not a time zone',
+    ),
+    "no backup kept": ({"mlflow_k8s_backup_keep": 0}, "mlflow_k8s_backup_keep must be between 1 and 1000, got 0"),
+    "backup deadline too short": ({"mlflow_k8s_backup_timeout": 30}, "mlflow_k8s_backup_timeout must be at least 60"),
+    "backups among the artifacts": (
+        {"mlflow_k8s_artifacts_prefix": "mlflow", "mlflow_k8s_backup_prefix": "mlflow/backups"},
+        'mlflow_k8s_backup_prefix "mlflow/backups" must be a key prefix outside the artifacts\'',
+    ),
 }
 
 
