@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from harness.ansible import ROOT, PlayResult, play
+from harness.ansible import MLFLOW_VERSION, ROOT, PlayResult, play
 from harness.evidence import record
 from harness.kube import api, delete_namespace, writes_since
 from harness.stores import drop_stores, query, s3_client
@@ -37,10 +37,10 @@ PREFIX = f"mlflow-backups/{NS}/mlflow"
 SCRATCH = "mlflow_bk_scratch"
 
 
-def playbook(name: str, tmp_path, **extra) -> PlayResult:
+def playbook(name: str, tmp_path, *args: str, **extra) -> PlayResult:
     variables = {**VARS, "mlflow_client_env_file": str(tmp_path / "client.env"),
                  "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
-    return play(ROOT / "playbooks" / name, extra=variables, tmp_path=tmp_path)
+    return play(ROOT / "playbooks" / name, *args, extra=variables, tmp_path=tmp_path)
 
 
 class Client:
@@ -174,3 +174,57 @@ def test_databases_lost_then_restore_brings_back_every_run_and_the_login(deploye
         assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"lr": str(index)}
     record("restore", what="playbooks/restore.yml after both databases were lost (latest backup)",
            outage_s=float(outage.group(1)), rows=before)  # fmt: skip
+
+
+def jobs(facts: dict) -> dict[str, dict]:
+    return {j["metadata"]["name"]: j for j in api(facts, f"/apis/batch/v1/namespaces/{NS}/jobs")["items"]}
+
+
+def backups(facts: dict) -> set[str]:
+    listed = s3_client(facts).list_objects_v2(Bucket=VARS["mlflow_artifacts_bucket"], Prefix=PREFIX + "/")
+    return {o["Key"].split("/")[-2] for o in listed.get("Contents", []) if o["Key"].endswith("/manifest.json")}
+
+
+def test_an_older_version_is_refused_before_any_write(deployed):
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    start = time.time()
+    result = playbook("site.yml", tmp_path, mlflow_k8s_version="3.17.1")
+    assert result.failed
+    message = " ".join(result.failure_messages())
+    assert f"mlflow_k8s_version 3.17.1 is older than the {MLFLOW_VERSION} that Deployment {NS}/mlflow runs" in message
+    assert "Nothing was changed" in message and "playbooks/restore.yml" in message, message
+    assert writes_since(facts, start, NS) == []
+
+
+def test_a_version_change_backs_up_both_databases_before_migrating(deployed):
+    """Only one MLflow image is built here, so the version before is the current image under an older release's
+    name (allowed as a downgrade first, which backs up too); the migrations of a really older schema are not tested
+    here yet (docs/upgrade.md)."""
+    facts, tmp_path = deployed["facts"], deployed["tmp"]
+    older = {"mlflow_k8s_version": "3.17.1", "mlflow_k8s_image": f"ghcr.io/carbon254/mlflow:{MLFLOW_VERSION}"}
+    # The first step runs the role alone (verify.yml would see 3.17.2 answer for 3.17.1); the second all of site.yml.
+    for step, tags, extra in (("to 3.17.1", ("--tags", "mlflow_k8s"), {**older, "mlflow_k8s_allow_downgrade": True}),
+                              ("back", (), {})):  # fmt: skip
+        before_jobs, before_backups = set(jobs(facts)), backups(facts)
+        result = playbook("site.yml", tmp_path, *tags, **extra)
+        assert not result.failed, result.failure_messages() or result.output[-3000:]
+        new = {name: job for name, job in jobs(facts).items() if name not in before_jobs}
+        (backup,) = [j for j in new.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]
+        assert "Complete" in [c["type"] for c in backup["status"]["conditions"] if c["status"] == "True"], step
+        (taken,) = backups(facts) - before_backups
+        where = f"backed up first to s3://{VARS['mlflow_artifacts_bucket']}/{PREFIX}/{taken}/"
+        assert where in result.output, (step, result.output[-2000:])
+        for job in new.values():  # the migration Jobs of a version not run before start after the backup
+            if job is not backup:
+                assert job["metadata"]["creationTimestamp"] >= backup["status"]["completionTime"], (step, job)
+        if step == "to 3.17.1":
+            assert any("-migrate-3-17-1-" in name for name in new), (step, sorted(new))
+        deployment = api(facts, f"/apis/apps/v1/namespaces/{NS}/deployments/mlflow")
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == extra.get(
+            "mlflow_k8s_version", MLFLOW_VERSION
+        )
+    # The same version again: no backup, no write.
+    start, before_jobs = time.time(), set(jobs(facts))
+    result = playbook("site.yml", tmp_path, "--tags", "mlflow_k8s")
+    assert not result.failed and result.changed == 0, result.changed_tasks()
+    assert set(jobs(facts)) == before_jobs and writes_since(facts, start, NS) == []

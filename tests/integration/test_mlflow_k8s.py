@@ -236,9 +236,16 @@ def test_version_change_migrates_once_then_rolls(sandbox_facts, stores):
     created = [
         w for w in writes_since(sandbox_facts, start, stores["ns"]) if w.startswith("POST") and w.endswith("/jobs")
     ]
-    assert len(created) == 1
-    new_jobs = [j for name, j in jobs(sandbox_facts, stores["ns"]).items() if "3-17-2-build2" in name]
+    assert len(created) == 2  # the backup an upgrade takes first, then the migration
+    all_jobs = jobs(sandbox_facts, stores["ns"])
+    new_jobs = [j for name, j in all_jobs.items() if "3-17-2-build2" in name]
     assert len(new_jobs) == 1 and "Complete" in conditions(new_jobs[0])
+    (backup,) = [j for j in all_jobs.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]
+    assert "Complete" in conditions(backup)
+    assert backup["status"]["completionTime"] <= new_jobs[0]["metadata"]["creationTimestamp"]
+    assert f"from {MLFLOW_VERSION} to {MLFLOW_VERSION}-build2: backed up first to s3://{stores['bucket']}/" in (
+        result.output
+    )
     after = pod_state(sandbox_facts, stores["ns"])
     assert len(after) == 2 and not set(after) & set(before)
     pods = server_pods(sandbox_facts, stores["ns"])
