@@ -3,7 +3,9 @@
 - `localhost/carbon254/pause:1`: the pod sandbox image, our static pause binary `FROM scratch`;
 - `localhost/carbon254/testtool:1`: a static test binary for the sandbox's own tests;
 - `ghcr.io/carbon254/mlflow:<version>`: the image users deploy, built from images/mlflow/Containerfile unchanged, on a
-  base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument;
+  base made here with debootstrap (images/python-base/build.sh) given as its PYTHON_IMAGE build argument; the older
+  releases the upgrade tests start from (images/mlflow/releases/<version>/) from the same Containerfile, with that
+  directory as the build context and their own pinned requirements;
 - `localhost/carbon254/prometheus:<release>`: Prometheus built from its Go module, `FROM scratch` at /bin/prometheus,
   for the monitoring tests (Prometheus as a pod, discovering MLflow's pods through the API server as in a real
   cluster);
@@ -59,6 +61,7 @@ from .pins import (
     PROMETHEUS_OPERATOR_IMAGE,
     TESTTOOL_IMAGE,
     mlflow_image,
+    older_mlflow_images,
 )
 from .procs import SandboxError
 
@@ -172,16 +175,30 @@ def base_image() -> str:
 
 def archives(bins: Artifacts) -> dict[str, Path]:
     """Image name -> its OCI archive for the current inputs (whether built yet or not)."""
-    mlflow_inputs = [p.name.encode() + b"\0" + p.read_bytes() for p in sorted(MLFLOW_CONTEXT.iterdir()) if p.is_file()]
+    # What the build reads (its README is not built in: a change of documentation rebuilds nothing).
+    mlflow_inputs = [
+        p.name.encode() + b"\0" + p.read_bytes()
+        for p in sorted(MLFLOW_CONTEXT.iterdir())
+        if p.is_file() and p.suffix != ".md"
+    ]
     return {
         PAUSE_IMAGE: IMAGES / f"pause-{_key((bins.cluster_dir / 'pause').read_bytes())}.tar",
         TESTTOOL_IMAGE: IMAGES / f"testtool-{_key((bins.cluster_dir / 'testtool').read_bytes())}.tar",
         mlflow_image(): IMAGES / f"mlflow-{_key(BASE_SCRIPT.read_bytes(), *mlflow_inputs)}.tar",
         **{
+            image: IMAGES / f"mlflow-{context.name}-{_key(BASE_SCRIPT.read_bytes(), *_release_inputs(context))}.tar"
+            for image, context in older_mlflow_images().items()
+        },
+        **{
             image: IMAGES / f"{name}-{_key(inside, (directory / name).read_bytes())}.tar"
             for image, (directory, name, inside) in _scratch_images(bins).items()
         },
     }
+
+
+def _release_inputs(context: Path) -> list[bytes]:
+    """What an older release's image is built from: the Containerfile and that release's requirements."""
+    return [(MLFLOW_CONTEXT / "Containerfile").read_bytes(), (context / "requirements.txt").read_bytes()]
 
 
 def _scratch_images(bins: Artifacts) -> dict[str, tuple[Path, str, str]]:
@@ -216,6 +233,11 @@ def build_images(bins: Artifacts, say: Callable[[str], None] = print) -> dict[st
         elif scratch := _scratch_images(bins).get(name):
             directory, binary, inside = scratch
             _scratch_image(name, directory / binary, archive, inside)
+        elif context := older_mlflow_images().get(name):
+            podman_build("--build-arg", f"PYTHON_IMAGE={base_image()}", "--build-arg",
+                         f"MLFLOW_VERSION={context.name}", "-f", str(MLFLOW_CONTEXT / "Containerfile"), "-t", name,
+                         str(context))  # fmt: skip
+            save_archive(name, archive)
         else:
             podman_build("--build-arg", f"PYTHON_IMAGE={base_image()}", "-t", name, str(MLFLOW_CONTEXT))
             save_archive(name, archive)

@@ -54,8 +54,30 @@ PROMETHEUS_IMAGE = f"localhost/carbon254/prometheus:{PROMETHEUS_RELEASE}"
 PROMETHEUS_OPERATOR_IMAGE = f"localhost/carbon254/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
 CONFIG_RELOADER_IMAGE = f"localhost/carbon254/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
 KUBE_STATE_METRICS_IMAGE = f"localhost/carbon254/kube-state-metrics:{KUBE_STATE_METRICS_VERSION}"
-# Images only the monitoring tests run: `up` leaves them out and those tests import them.
-ON_DEMAND = frozenset({PROMETHEUS_IMAGE, PROMETHEUS_OPERATOR_IMAGE, CONFIG_RELOADER_IMAGE, KUBE_STATE_METRICS_IMAGE})
+# Older MLflow releases for the upgrade tests: images/mlflow/releases/<version>/requirements.txt each, built from the
+# same Containerfile with that directory as the context.
+MLFLOW_RELEASES = MLFLOW_CONTEXT / "releases"
+
+
+def older_mlflow_images() -> dict[str, Path]:
+    """ghcr.io/carbon254/mlflow:<version> -> its build context, for every older release pinned under releases/."""
+    return {
+        f"ghcr.io/carbon254/mlflow:{d.name}": d
+        for d in sorted(MLFLOW_RELEASES.iterdir())
+        if (d / "requirements.txt").is_file()
+    }
+
+
+# Images only some tests run (monitoring, upgrades): `up` leaves them out and those tests import them.
+ON_DEMAND = frozenset(
+    {
+        PROMETHEUS_IMAGE,
+        PROMETHEUS_OPERATOR_IMAGE,
+        CONFIG_RELOADER_IMAGE,
+        KUBE_STATE_METRICS_IMAGE,
+        *older_mlflow_images(),
+    }
+)
 
 
 @cache

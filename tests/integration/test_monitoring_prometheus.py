@@ -34,7 +34,7 @@ from harness.ansible import MLFLOW_VERSION, ROOT, run_role
 from harness.kube import api, delete_namespace, import_images, kubectl, service_base
 from harness.stores import admin_conn, drop_stores, s3_client
 from sandbox.build import prometheus_operator_crds
-from sandbox.pins import ON_DEMAND, PROMETHEUS_IMAGE
+from sandbox.pins import ON_DEMAND, PROMETHEUS_IMAGE, older_mlflow_images
 from tests.integration import monitoring_stack
 from tests.integration.test_mlflow_k8s import call, role_vars
 
@@ -199,7 +199,7 @@ def ready(base: str) -> bool:
 def prometheus(sandbox_facts, deployment, tmp_path_factory):
     """Both Prometheus, started together: {"plain": URL, "operator": URL}."""
     tmp = tmp_path_factory.mktemp("prometheus")
-    import_images(sandbox_facts, sorted(ON_DEMAND))
+    import_images(sandbox_facts, sorted(ON_DEMAND - set(older_mlflow_images())))
     prom_ns, op_ns, suffix = deployment["prom_ns"], deployment["op_ns"], deployment["suffix"]
     created = deployment["created"]
     if kubectl(sandbox_facts, "get", "service", "kubelet", "-n", "kube-system").returncode != 0:
