@@ -209,13 +209,18 @@ def test_a_version_change_backs_up_both_databases_before_migrating(deployed):
         result = playbook("site.yml", tmp_path, *tags, **extra)
         assert not result.failed, result.failure_messages() or result.output[-3000:]
         new = {name: job for name, job in jobs(facts).items() if name not in before_jobs}
-        (backup,) = [j for j in new.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]
+        # The backup CronJob's pod ran twice: the schema check (-s<time>), then the backup (-b<time>).
+        made = [j for j in new.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]
+        (backup,) = [j for j in made if re.search(r"-b[0-9]{12}$", j["metadata"]["name"])]
+        (check,) = [j for j in made if re.search(r"-s[0-9]{12}$", j["metadata"]["name"])]
+        assert check["status"]["completionTime"] <= backup["metadata"]["creationTimestamp"], step
+        assert "stopped for" not in result.output, step  # one schema: a rolling update
         assert "Complete" in [c["type"] for c in backup["status"]["conditions"] if c["status"] == "True"], step
         (taken,) = backups(facts) - before_backups
         where = f"backed up first to s3://{VARS['mlflow_artifacts_bucket']}/{PREFIX}/{taken}/"
         assert where in result.output, (step, result.output[-2000:])
         for job in new.values():  # the migration Jobs of a version not run before start after the backup
-            if job is not backup:
+            if job not in made:
                 assert job["metadata"]["creationTimestamp"] >= backup["status"]["completionTime"], (step, job)
         if step == "to 3.17.1":
             assert any("-migrate-3-17-1-" in name for name in new), (step, sorted(new))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -236,12 +237,15 @@ def test_version_change_migrates_once_then_rolls(sandbox_facts, stores):
     created = [
         w for w in writes_since(sandbox_facts, start, stores["ns"]) if w.startswith("POST") and w.endswith("/jobs")
     ]
-    assert len(created) == 2  # the backup an upgrade takes first, then the migration
+    assert len(created) == 3  # an upgrade's schema check and backup first, then the migration
     all_jobs = jobs(sandbox_facts, stores["ns"])
     new_jobs = [j for name, j in all_jobs.items() if "3-17-2-build2" in name]
     assert len(new_jobs) == 1 and "Complete" in conditions(new_jobs[0])
-    (backup,) = [j for j in all_jobs.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]
-    assert "Complete" in conditions(backup)
+    (backup,) = [j for name, j in all_jobs.items() if re.search(r"-backup-b[0-9]{12}$", name)]
+    (check,) = [j for name, j in all_jobs.items() if re.search(r"-backup-s[0-9]{12}$", name)]
+    assert "Complete" in conditions(backup) and "Complete" in conditions(check)
+    # The same image under another release name: no migration to run, so a rolling update (no stop).
+    assert "stopped for" not in result.output
     assert backup["status"]["completionTime"] <= new_jobs[0]["metadata"]["creationTimestamp"]
     assert f"from {MLFLOW_VERSION} to {MLFLOW_VERSION}-build2: backed up first to s3://{stores['bucket']}/" in (
         result.output

@@ -6,6 +6,11 @@
 MLFLOW_AUTH_DATABASE_URI is set), streamed into the artifact store under BACKUP_PREFIX/<UTC time>/, then a
 manifest.json that marks the backup complete; then only the newest BACKUP_KEEP complete backups are kept.
 
+`schema`: compares each database's alembic revision with the heads of the MLflow in this image, writing nothing:
+which migrations would run, whether the image knows the database's revision at all (it does not when the database
+is newer), and the explicit NO_PERMISSIONS denies that MLflow 3.13's auth migration (e5f6a7b8c9d0) does not carry
+over. Role mlflow_k8s runs it before an upgrade, with the new image, to choose a rolling or a stop-the-world one.
+
 `check NAME` (or `latest`): finds that backup and checks the target databases, writing nothing.
 `restore NAME` (or `latest`): each database of that backup, streamed from S3 into `pg_restore --single-transaction`
 (all or nothing per database). A database that holds tables is refused unless BACKUP_FORCE=true, which replaces
@@ -187,12 +192,89 @@ def restore(s3: Any, bucket: str, prefix: str, name: str, *, force: bool, check:
     return {"restored": f"s3://{bucket}/{prefix}/{name}/", "databases": restored}
 
 
+# MLflow 3.13's auth migration: legacy grants become role grants, NO_PERMISSIONS rows are skipped (access then falls
+# back to default_permission). docs/research/mlflow-migrations.md, section 3.
+DENY_DROPPING = "e5f6a7b8c9d0"
+MIGRATIONS = {"tracking": ("store", "db_migrations"), "auth": ("server", "auth", "db", "migrations")}
+
+
+def pending(store: str, revision: list[str]) -> dict[str, object]:
+    """The migrations this image's MLflow would run on a database at `revision` (empty: a new database)."""
+    import importlib.util  # noqa: PLC0415 - only this command needs mlflow's files and alembic
+
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.script.revision import RevisionError  # noqa: PLC0415
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("mlflow-backup: this image has no mlflow package")
+    script = ScriptDirectory(os.path.join(spec.submodule_search_locations[0], *MIGRATIONS[store]))
+    head = script.get_current_head()
+    entry: dict[str, object] = {
+        "revision": revision[-1] if revision else "",
+        "head": head,
+        "known": True,
+        "pending": [],
+    }
+    if not revision:
+        return entry
+    try:
+        entry["pending"] = [r.revision for r in script.iterate_revisions(head, revision[-1])][::-1]
+    except (
+        CommandError,
+        RevisionError,
+    ):  # a revision this MLflow does not have: the database is newer (or not MLflow's)
+        entry["known"] = False
+    return entry
+
+
+def denies(uri: str, env: dict[str, str]) -> list[dict[str, str]]:
+    """Every explicit NO_PERMISSIONS grant in the auth database's legacy permission tables."""
+    found = []
+    with psycopg2.connect(uri, password=env.get("PGPASSWORD")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select c.table_name from information_schema.columns c join information_schema.columns u"
+            " on u.table_schema = c.table_schema and u.table_name = c.table_name and u.column_name = 'user_id'"
+            " where c.table_schema = current_schema() and c.column_name = 'permission'"
+            " and c.table_name like '%%_permissions' order by 1"
+        )
+        for (table,) in cur.fetchall():
+            cur.execute(
+                f"select u.username, to_jsonb(p) from {table} p join users u on u.id = p.user_id"  # noqa: S608
+                " where p.permission = 'NO_PERMISSIONS'"
+            )
+            for user, row in cur.fetchall():
+                resource = {k: str(v) for k, v in row.items() if k not in ("id", "user_id", "permission")}
+                found.append({"table": table, "user": user, **resource})
+    return found
+
+
+def schema() -> dict[str, object]:
+    report: dict[str, object] = {"databases": {}, "denies_dropped": []}
+    for store, variable in STORES.items():
+        if not os.environ.get(variable):
+            continue
+        uri, env = libpq(os.environ[variable])
+        entry = pending(store, facts(uri, env)["alembic_revision"])
+        report["databases"][store] = entry
+        if store == "auth" and DENY_DROPPING in entry["pending"]:
+            report["denies_dropped"] = denies(uri, env)
+    databases = report["databases"].values()
+    report["unknown"] = sorted(s for s, e in report["databases"].items() if not e["known"])
+    report["schema_changes"] = any(e["pending"] for e in databases)
+    return report
+
+
 def main() -> int:
     bucket, prefix = os.environ["BACKUP_BUCKET"], os.environ.get("BACKUP_PREFIX", "backups").strip("/")
     keep = int(os.environ.get("BACKUP_KEEP", "7"))
     stamp = os.environ.get("BACKUP_NAME") or datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     s3 = boto3.client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
                       config=Config(retries={"mode": "standard", "max_attempts": 5}))  # fmt: skip
+    if sys.argv[1:] == ["schema"]:
+        print(json.dumps(schema()))
+        return 0
     if sys.argv[1:2] in (["restore"], ["check"]):
         if len(sys.argv) != 3:
             raise SystemExit("usage: mlflow_backup.py restore|check NAME|latest")
