@@ -14,6 +14,7 @@ the older release running on them (the rollback). Tests run in file order, each 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import time
@@ -221,7 +222,7 @@ def upgrade(oldest: dict, version: str) -> tuple[PlayResult, dict, Writer]:
     # What the client saw: the longest time between two requests that succeeded (a request may also have waited
     # through the stop: the Service's address takes the connection and a pod answers once one is ready).
     ok = [o.at for o in poller.outcomes if o.ok and o.at >= started]
-    outcome["longest_gap_s"] = round(max((b - a for a, b in zip(ok, ok[1:], strict=False)), default=0.0), 1)
+    outcome["longest_gap_s"] = round(max((b - a for a, b in itertools.pairwise(ok)), default=0.0), 1)
     # Every write the client was told succeeded is stored (none lost when the server stopped mid-request).
     assert set(writer.acknowledged) <= writer.stored()
     assert root.request("/version").decode() == version
@@ -269,6 +270,19 @@ def test_the_upgrade_to_the_current_release_reports_the_denies_it_drops(oldest):
     everything_is_there(oldest["root"], oldest["data"], alice_denied=False)
     record("upgrade", what=f"{MIDDLE} -> {MLFLOW_VERSION} (recreate; the 3.13 deny loss reported)", outage_s=outage,
            acknowledged_writes=len(writer.acknowledged), **outcome)  # fmt: skip
+
+
+def test_a_version_with_no_image_is_refused_with_the_reason_before_the_deployment_changes(oldest):
+    facts = oldest["facts"]
+    start = time.time()
+    result = playbook("site.yml", oldest["tmp"], "--tags", "mlflow_k8s", mlflow_k8s_version="3.99.0")
+    assert result.failed
+    message = " ".join(result.failure_messages())
+    assert "could not start its container (" in message and "ghcr.io/carbon254/mlflow:3.99.0" in message, message
+    assert "Pull" in message or "InvalidImageName" in message, message
+    writes = writes_since(facts, start, NS)
+    assert not [w for w in writes if "/deployments" in w], writes
+    assert oldest["root"].request("/version").decode() == MLFLOW_VERSION
 
 
 def test_a_release_older_than_the_database_is_refused_before_the_deployment_changes(oldest):
