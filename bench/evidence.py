@@ -5,10 +5,14 @@ fixture when it is not running), with EVIDENCE_FILE set: each of them records wh
 its assertions passed (harness/evidence.py). The page is written only when every one of them passed.
 
     make evidence        (.venv/bin/python bench/evidence.py)
+
+`bench/evidence.py --from FILE` writes the page from what a whole `make test` run recorded instead (EVIDENCE_FILE=FILE
+set for it, the run passed): the same tests' records, and any other test's of the same kinds.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -42,7 +46,13 @@ def input_row(r: dict) -> str:
     return f"| {r['role']} | {cell(r['case'])} | `{given}` | {cell(r['refused_with'])} | {cell(r['proof'])} |"
 
 
-def render(records: list[dict], commit: str) -> str:
+def timings(r: dict) -> str:
+    """A disruption's own measures in seconds (replaced after, declared lost after, ...), besides its failures."""
+    own = {k: v for k, v in r.items() if k.endswith("_s") and k not in ("first_failure_s", "last_failure_s")}
+    return ", ".join(f"{k[:-2].replace('_', ' ')} {v}" for k, v in own.items()) or "-"
+
+
+def render(records: list[dict], commit: str, source: str = "") -> str:
     inputs = [r for r in records if r["kind"] == "input"]
     faults = [r for r in records if r["kind"] == "fault"]
     disruptions = [r for r in records if r["kind"] == "disruption"]
@@ -50,9 +60,16 @@ def render(records: list[dict], commit: str) -> str:
     lines = [
         "# Reliability: what was tried, and what happened",
         "",
-        f"Written by `make evidence` (bench/evidence.py) on {time.strftime('%Y-%m-%d')} at {commit}: it runs the tests",
-        "that try bad input and inject faults (" + ", ".join(f"`{t.split('::')[0]}`" for t in TESTS) + ")",
-        "against the sandbox, and each row below was recorded by a test after its assertions passed.",
+        f"Written by `{source or 'make evidence (bench/evidence.py)'}` on {time.strftime('%Y-%m-%d')} at {commit}:",
+        (
+            "records of a whole `make test` run (EVIDENCE_FILE set) that passed, among them those of the tests"
+            if source
+            else "it runs the tests"
+        )
+        + " that try bad input and inject faults ("
+        + ", ".join(f"`{t.split('::')[0]}`" for t in TESTS)
+        + ")",
+        "against the sandbox; each row below was recorded by a test after its assertions passed.",
         "",
         f"## Bad input: {len(inputs)} inputs tried, {len(inputs)} refused before any change",
         "",
@@ -78,26 +95,31 @@ def render(records: list[dict], commit: str) -> str:
         "create a run, log a metric, read it back); failures are counted from the start of the disruption until it",
         "is over (first/last failure in seconds after its start). Nodes are the sandbox's workers (sandbox/README.md).",
         "",
-        "| disruption | requests | failed | first / last failure (s) | errors | replaced after (s) |",
+        "| disruption | requests | failed | first / last failure (s) | errors | after (s) |",
         "|---|---|---|---|---|---|",
         *(
             f"| {cell(r['what'])} | {r['requests']} | {r['failed']} | {r['first_failure_s']} / {r['last_failure_s']} "
-            f"| {cell(', '.join(r['errors']) or '-')} | {r.get('replaced_after_s', '-')} |"
+            f"| {cell(', '.join(r['errors']) or '-')} | {cell(timings(r))} |"
             for r in disruptions
         ),
         "",
         "## Not tried yet",
         "",
-        "- A node lost under make demo's MLflow (done with test pods above: the bound is the node grace period, 50 s",
-        "  upstream, 20 s in that test); the Kubernetes API failing or slow for a while. A crash-looping pod is",
-        "  covered by tests/integration/test_mlflow_k8s.py (the rollout stops, the old ReplicaSet keeps serving, the",
-        "  failure quotes the container's log).",
+        "- The Kubernetes API failing or slow for a while. A crash-looping pod is covered by",
+        "  tests/integration/test_mlflow_k8s.py (the rollout stops, the old ReplicaSet keeps serving, the failure",
+        "  quotes the container's log).",
         "",
     ]
     return "\n".join(lines)
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, help="a passed `make test` run's EVIDENCE_FILE")
+    source = parser.parse_args().source
+    if source:
+        records = [json.loads(line) for line in source.read_text().splitlines()]
+        return write(records, f"bench/evidence.py --from {source.name}")
     with tempfile.TemporaryDirectory(prefix="evidence-") as tmp:
         evidence = Path(tmp) / "evidence.jsonl"
         env = ansible_env(EVIDENCE_FILE=str(evidence))
@@ -107,9 +129,13 @@ def main() -> int:
             print("a test failed: docs/reliability.md left as it was", file=sys.stderr)
             return proc.returncode
         records = [json.loads(line) for line in evidence.read_text().splitlines()]
+    return write(records)
+
+
+def write(records: list[dict], source: str = "") -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=False).stdout.strip() or "an unknown commit"  # fmt: skip
-    DOC.write_text(render(records, commit))
+    DOC.write_text(render(records, commit, source))
     kinds = [r["kind"] for r in records]
     counts = ", ".join(f"{kinds.count(k)} {k}s" for k in ("input", "fault", "disruption"))
     print(f"{DOC}: {counts}")
