@@ -146,3 +146,11 @@ def play(playbook: Path, *args: str, inventories: tuple[Path, ...] = (SANDBOX_IN
     proc = subprocess.run(argv, cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
                           capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
     return PlayResult(proc.returncode, proc.stdout, proc.stderr, json_report(proc.stdout))
+
+
+def deployment_play(variables: dict, name: str, tmp_path: Path, *args: str, **extra: object) -> PlayResult:
+    """A playbook of playbooks/ for a test's own deployment (`variables`: its namespace, databases, bucket), with the
+    client settings and scrape files written under `tmp_path`; `extra` on top."""
+    merged = {**variables, "mlflow_client_env_file": str(tmp_path / "client.env"),
+              "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
+    return play(ROOT / "playbooks" / name, *args, extra=merged, tmp_path=tmp_path)

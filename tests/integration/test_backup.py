@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from harness.ansible import MLFLOW_VERSION, ROOT, PlayResult, play
+from harness.ansible import MLFLOW_VERSION, PlayResult, deployment_play
 from harness.evidence import record
 from harness.kube import api, delete_namespace, writes_since
 from harness.stores import drop_stores, query, s3_client
@@ -38,9 +38,7 @@ SCRATCH = "mlflow_bk_scratch"
 
 
 def playbook(name: str, tmp_path, *args: str, **extra) -> PlayResult:
-    variables = {**VARS, "mlflow_client_env_file": str(tmp_path / "client.env"),
-                 "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
-    return play(ROOT / "playbooks" / name, *args, extra=variables, tmp_path=tmp_path)
+    return deployment_play(VARS, name, tmp_path, *args, **extra)
 
 
 class Client:
@@ -67,7 +65,7 @@ def deployed(sandbox_facts, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("backup")
     try:
         result = playbook("site.yml", tmp_path)
-        assert not result.failed, result.failure_messages() or result.output[-3000:]
+        assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
         client = Client(tmp_path / "client.env")
         experiment = client.call("experiments/create", {"name": f"backup-{uuid.uuid4().hex[:8]}"})["experiment_id"]
         runs = []
@@ -110,7 +108,7 @@ def test_backup_playbook_dumps_both_databases_and_the_dump_restores_with_every_r
     started = time.monotonic()
     result = playbook("backup.yml", tmp_path)
     took = time.monotonic() - started
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
     s3 = s3_client(facts)
     keys = [
         o["Key"] for o in s3.list_objects_v2(Bucket=VARS["mlflow_artifacts_bucket"], Prefix=PREFIX + "/")["Contents"]
@@ -163,7 +161,7 @@ def test_databases_lost_then_restore_brings_back_every_run_and_the_login(deploye
         query(facts, f"drop database {db} with (force)")
         query(facts, f"create database {db} owner {VARS['mlflow_db_user']}")
     result = playbook("restore.yml", tmp_path)
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
     outage = re.search(r"the server was stopped for ([0-9.]+) s", result.output)
     assert outage, result.output[-2000:]
     assert counts(facts, VARS["mlflow_db_name"]) == before
@@ -207,7 +205,7 @@ def test_a_version_change_backs_up_both_databases_before_migrating(deployed):
                               ("back", (), {})):  # fmt: skip
         before_jobs, before_backups = set(jobs(facts)), backups(facts)
         result = playbook("site.yml", tmp_path, *tags, **extra)
-        assert not result.failed, result.failure_messages() or result.output[-3000:]
+        assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
         new = {name: job for name, job in jobs(facts).items() if name not in before_jobs}
         # The backup CronJob's pod ran twice: the schema check (-s<time>), then the backup (-b<time>).
         made = [j for j in new.values() if j["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"]

@@ -25,7 +25,7 @@ import uuid
 
 import pytest
 
-from harness.ansible import MLFLOW_VERSION, ROOT, PlayResult, play
+from harness.ansible import MLFLOW_VERSION, PlayResult, deployment_play
 from harness.evidence import record
 from harness.kube import api, delete_namespace, import_images, writes_since
 from harness.load import Poller
@@ -53,9 +53,7 @@ PASSWORD = "Upgrade-test-1"
 
 
 def playbook(name: str, tmp_path, *args: str, **extra) -> PlayResult:
-    variables = {**VARS, "mlflow_client_env_file": str(tmp_path / "client.env"),
-                 "monitoring_scrape_config_dir": str(tmp_path / "monitoring"), **extra}  # fmt: skip
-    return play(ROOT / "playbooks" / name, *args, extra=variables, tmp_path=tmp_path)
+    return deployment_play(VARS, name, tmp_path, *args, **extra)
 
 
 class User:
@@ -182,7 +180,7 @@ def oldest(sandbox_facts, tmp_path_factory):
     leftovers(sandbox_facts)  # of an interrupted run: this one starts from nothing
     try:
         result = playbook("site.yml", tmp_path, mlflow_k8s_version=OLDEST)
-        assert not result.failed, result.failure_messages() or result.output[-3000:]
+        assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
         root = admin(tmp_path)
         yield {"facts": sandbox_facts, "tmp": tmp_path, "root": root, "data": log_everything(root), "backups": {}}
     finally:
@@ -217,7 +215,7 @@ def upgrade(oldest: dict, version: str) -> tuple[PlayResult, dict, Writer]:
         started = time.monotonic()
         result = playbook("site.yml", oldest["tmp"], mlflow_k8s_version=version)
         time.sleep(2)
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
     outcome = poller.summary(since=started)
     # What the client saw: the longest time between two requests that succeeded (a request may also have waited
     # through the stop: the Service's address takes the connection and a pod answers once one is ready).
@@ -264,8 +262,10 @@ def test_the_upgrade_to_the_current_release_reports_the_denies_it_drops(oldest):
         assert outcome["last_failure_s"] - outcome["first_failure_s"] <= outage + 10, (outcome, outage)
     assert outcome["longest_gap_s"] <= outage + 15, (outcome, outage)
     warning = re.search(r"WARNING: MLflow \S+ auth migration .*?Re-create them as DENY grants", result.output)
-    assert warning and '"user": "alice"' in warning.group(0).replace('\\"', '"'), result.output[-3000:]
-    assert oldest["data"]["experiment"] in warning.group(0)
+    named = warning.group(0).replace('\\"', '"') if warning else ""
+    assert '"user": "alice"' in named and f'"experiment_id": "{oldest["data"]["experiment"]}"' in named, result.output[
+        -3000:
+    ]
     # What the warning says is what happens: alice now reads the experiment through the default READ.
     everything_is_there(oldest["root"], oldest["data"], alice_denied=False)
     record("upgrade", what=f"{MIDDLE} -> {MLFLOW_VERSION} (recreate; the 3.13 deny loss reported)", outage_s=outage,
@@ -302,7 +302,7 @@ def test_a_release_older_than_the_database_is_refused_before_the_deployment_chan
     assert oldest["root"].request("/version").decode() == MLFLOW_VERSION
     # Run again with the version the database has: back as it was, the configuration included.
     result = playbook("site.yml", oldest["tmp"], "--tags", "mlflow_k8s")
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
 
 
 def test_rollback_restores_the_backup_into_new_databases_under_the_older_release(oldest):
@@ -311,10 +311,10 @@ def test_rollback_restores_the_backup_into_new_databases_under_the_older_release
     tmp_path, name = oldest["tmp"], oldest["backups"][MLFLOW_VERSION]
     older = {"mlflow_k8s_version": MIDDLE, "mlflow_k8s_allow_downgrade": True, **ROLLBACK_DBS}
     result = playbook("site.yml", tmp_path, **older)
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
     assert "stopped for" not in result.output  # new databases: nothing to migrate under running pods
     result = playbook("restore.yml", tmp_path, mlflow_k8s_restore_name=name, mlflow_k8s_restore_force=True, **older)
-    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
     outage = re.search(r"the server was stopped for ([0-9.]+) s", result.output)
     assert outage, result.output[-2000:]
     root = oldest["root"]
