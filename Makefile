@@ -10,13 +10,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
-.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster ee venv checkov-venv test lint sanity unit sandbox integration molecule day2 quickstart build sandbox-up sandbox-down sandbox-status constraints clean evidence
+.PHONY: help demo demo-down setup system-packages sandbox-mlflow mlflow-client datahub cluster ee venv checkov-venv test lint sanity unit sandbox integration molecule upgrade quickstart build sandbox-up sandbox-down sandbox-status constraints clean evidence
 
 help:
 	@echo "make setup     - virtualenv with pinned tools, Debian packages, the sandbox's builds; idempotent"
 	@echo "make demo      - setup, sandbox up, then playbooks/site.yml -i inventories/sandbox: MLflow deployed and verified"
 	@echo "make demo-down - remove the demo deployment, its database and bucket, and stop the sandbox"
-	@echo "make test      - setup, then the stages lint, sanity, unit, build, sandbox, integration, molecule, day2, quickstart (what CI runs)"
+	@echo "make test      - setup, then the stages lint, sanity, unit, build, integration, molecule, upgrade, quickstart (what CI runs)"
 	@echo "make evidence  - run the bad-input and fault tests and write docs/reliability.md from what they recorded"
 	@echo "make ee        - the execution environment image for AWX (execution-environment.yml), built with podman here"
 	@echo "make sandbox-up / sandbox-down / sandbox-status - local PostgreSQL + S3 on 127.0.0.1"
@@ -104,7 +104,7 @@ demo-down:
 test: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py
 
-lint sanity unit sandbox build integration molecule day2 quickstart: setup .cache/collections/ansible_collections/carbon254/mlflow
+lint sanity unit sandbox build integration molecule upgrade quickstart: setup .cache/collections/ansible_collections/carbon254/mlflow
 	$(BIN)/python scripts/run_stages.py $@
 
 # docs/reliability.md, written from what the bad-input and fault tests record (bench/evidence.py).

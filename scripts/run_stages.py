@@ -2,14 +2,13 @@
 
 Every stage runs even after an earlier one failed, so one CI run shows every problem.
 
-The whole suite runs in three lanes at once (the machines have 2 cores and the long stages mostly wait on MLflow
+The whole suite runs in two lanes at once (the machines have 2 cores and the long stages mostly wait on MLflow
 pods and ansible-playbook start-up):
   - `integration` alone, against the shared sandbox (default state directory and ports), which is started for it
     and always stopped at the end; its tests read and reset that sandbox's request log, so nothing else may use it;
-  - the checks and the sandbox's own tests, then `molecule` on a sandbox of its own (MOLECULE_SANDBOX below) and
-    `quickstart` (make demo, tests/demo) on one of its own too;
-  - `day2` (MLflow upgrades from older releases, backups and restores: tests/integration/test_upgrade.py and
-    test_backup.py, each a deployment of its own) on a sandbox of its own (DAY2_SANDBOX).
+  - every other stage, one after the other; `molecule` brings up a sandbox of its own (MOLECULE_SANDBOX below),
+    which `upgrade` (tests/integration/test_upgrade.py) uses after it, and `quickstart` (make demo, tests/demo) one
+    of its own too.
 Each stage's output goes to .cache/stage-logs/<stage>.log and is printed whole when the stage ends, so the two
 lanes never interleave; a line every minute says what is still running. STAGES_PARALLEL=0 runs the stages one
 after the other in this process's output. A selection (`run_stages.py integration molecule`) runs just those.
@@ -32,7 +31,6 @@ BIN = Path(sys.executable).parent
 PY = str(BIN / "python")
 LOGS = ROOT / ".cache" / "stage-logs"
 
-DAY2_TESTS = ("tests/integration/test_upgrade.py", "tests/integration/test_backup.py")
 STAGES: dict[str, list[list[str]]] = {
     "lint": [
         [str(BIN / "yamllint"), "--strict", "."],
@@ -53,11 +51,11 @@ STAGES: dict[str, list[list[str]]] = {
     "sandbox": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/sandbox"]],
     "build": [[PY, "-m", "pytest", "-q", "tests/build"]],
     "integration": [
-        [PY, "-m", "pytest", "-q", "--durations=15", "tests/integration", *(f"--ignore={t}" for t in DAY2_TESTS)]
+        [PY, "-m", "pytest", "-q", "--durations=15", "tests/integration", "--ignore=tests/integration/test_upgrade.py"]
     ],
     "molecule": [[str(BIN / "molecule"), "test", "--all"]],
-    # MLflow upgrades from older releases, backups and restores (about 25 minutes), on a sandbox of their own.
-    "day2": [[PY, "-m", "pytest", "-q", "--durations=10", *DAY2_TESTS]],
+    # MLflow upgrades from older releases (about ten minutes): in the other lane, on molecule's sandbox after it.
+    "upgrade": [[PY, "-m", "pytest", "-q", "--durations=10", "tests/integration/test_upgrade.py"]],
     # The README quick start itself (make demo, an MLflow client on its URL, make demo-down), in its own sandbox.
     "quickstart": [[PY, "-m", "pytest", "-q", "--durations=5", "tests/demo"]],
 }
@@ -75,17 +73,8 @@ MOLECULE_SANDBOX = {
     "SANDBOX_WEED_PORT_BASE": "27650",
     "SANDBOX_POD_CIDR": "10.216.0.0/16",
 }
-# The Day-2 tests' sandbox: ports and pod network apart from all the above and bench/'s (277xx-279xx, 10.217-10.222).
-DAY2_SANDBOX = {
-    "SANDBOX_STATE_DIR": str(ROOT / ".cache" / "day2-sandbox"),
-    "SANDBOX_PG_PORT": "27432",
-    "SANDBOX_S3_PORT": "27433",
-    "SANDBOX_K8S_PORT": "27443",
-    "SANDBOX_WEED_PORT_BASE": "27450",
-    "SANDBOX_POD_CIDR": "10.214.0.0/16",
-}
-STAGE_ENV = {"molecule": MOLECULE_SANDBOX, "day2": DAY2_SANDBOX}
-LANES = (("integration",), ("lint", "sanity", "build", "unit", "sandbox", "molecule", "quickstart"), ("day2",))
+STAGE_ENV = {"molecule": MOLECULE_SANDBOX, "upgrade": MOLECULE_SANDBOX}
+LANES = (("integration",), ("lint", "sanity", "build", "unit", "sandbox", "molecule", "upgrade", "quickstart"))
 
 PRINT = threading.Lock()
 
@@ -212,8 +201,7 @@ def main(selected: list[str]) -> int:
         ok, elapsed = runner.results.get(name, (False, 0.0))
         print(f"{name:12} {'ok' if ok else 'FAILED':8} {elapsed:7.1f}")
     failed = sum(1 for name in names if not runner.results.get(name, (False, 0.0))[0])
-    how = f"{len(lanes)} lanes at once" if parallel else "one after the other"
-    print(f"wall clock {time.monotonic() - wall:.1f}s ({how})")
+    print(f"wall clock {time.monotonic() - wall:.1f}s ({'two lanes at once' if parallel else 'one after the other'})")
     print(f"stages: {len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
