@@ -7,7 +7,7 @@ its assertions passed (harness/evidence.py). The page is written only when every
     make evidence        (.venv/bin/python bench/evidence.py)
 
 `bench/evidence.py --from FILE` writes the page from what a whole `make test` run recorded instead (EVIDENCE_FILE=FILE
-set for it, the run passed): the same tests' records, and any other test's of the same kinds.
+set for it): the same tests' records, and any other test's of the same kinds.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def render(records: list[dict], commit: str, source: str = "") -> str:
         "",
         f"Written by `{source or 'make evidence (bench/evidence.py)'}` on {time.strftime('%Y-%m-%d')} at {commit}:",
         (
-            "records of a whole `make test` run (EVIDENCE_FILE set) that passed, among them those of the tests"
+            "records a whole `make test` run (EVIDENCE_FILE set) left, among them those of the tests"
             if source
             else "it runs the tests"
         )

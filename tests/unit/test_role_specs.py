@@ -79,3 +79,20 @@ def test_main_only_includes(role):
 def test_internal_vars_are_double_underscored(role):
     internal = load(ROOT / "roles" / role / "vars" / "main.yml") or {}
     assert all(name.startswith(f"__{role}_") for name in internal), list(internal)
+
+
+def test_the_server_pod_selector_is_key_value_pairs_of_the_selector_labels(tmp_path):
+    """The pods-gone and rollout waits list pods with __mlflow_k8s_selector, as Ansible renders it: a selector that
+    matches nothing makes a wait pass at once (it once joined each label's dict2items keys, 'key=value' literally)."""
+    import subprocess  # noqa: PLC0415
+
+    play = [{"hosts": "localhost", "gather_facts": False, "vars": {"mlflow_k8s_name": "tracking"}, "tasks": [
+        {"ansible.builtin.include_vars": str(ROOT / "roles" / "mlflow_k8s" / "vars" / "main.yml")},
+        {"ansible.builtin.assert": {"that": ["__mlflow_k8s_selector == expected"]}, "vars": {"expected": [
+            "app.kubernetes.io/name=mlflow", "app.kubernetes.io/instance=tracking",
+            "app.kubernetes.io/component=tracking-server"]}},
+    ]}]  # fmt: skip
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(tmp_path / "play.yml")],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
