@@ -4,7 +4,8 @@
 
 `backup` (the default): `pg_dump --format=custom` of the tracking database (and the basic-auth one when
 MLFLOW_AUTH_DATABASE_URI is set), streamed into the artifact store under BACKUP_PREFIX/<UTC time>/, then a
-manifest.json that marks the backup complete; then only the newest BACKUP_KEEP complete backups are kept.
+manifest.json that marks the backup complete (with the row counts of the very snapshot pg_dump read); then only
+the newest BACKUP_KEEP complete backups are kept.
 
 `schema`: compares each database's alembic revision with the heads of the MLflow in this image, writing nothing:
 which migrations would run, whether the image knows the database's revision at all (it does not when the database
@@ -36,6 +37,7 @@ from typing import Any
 
 import boto3
 import psycopg2
+import psycopg2.extensions
 from botocore.config import Config
 
 SCHEMES = ("postgresql+psycopg2://", "postgresql://", "postgres://")
@@ -57,19 +59,24 @@ def libpq(uri: str) -> tuple[str, dict[str, str]]:
 def facts(uri: str, env: dict[str, str]) -> dict[str, object]:
     """The schema revision and the size of what is backed up, to check a restore against."""
     with psycopg2.connect(uri, password=env.get("PGPASSWORD")) as conn, conn.cursor() as cur:
-        # The tracking schema's revision; the auth database's table is alembic_version_auth from MLflow 3.6 on.
-        revision = []
-        for table in ("alembic_version", "alembic_version_auth"):
-            cur.execute("select to_regclass(%s)", (table,))
-            if cur.fetchone()[0]:
-                cur.execute(f"select version_num from {table}")  # noqa: S608 - a name from the list above
-                revision += [row[0] for row in cur.fetchall()]
-        counts = {}
-        for table in ("experiments", "runs", "metrics", "registered_models", "model_versions", "users"):
-            cur.execute("select to_regclass(%s)", (table,))
-            if cur.fetchone()[0]:
-                cur.execute(f"select count(*) from {table}")  # noqa: S608 - a name from the list above
-                counts[table] = cur.fetchone()[0]
+        return counted(cur)
+
+
+def counted(cur: Any) -> dict[str, object]:
+    """facts() in the cursor's transaction (a backup's: the snapshot pg_dump reads)."""
+    # The tracking schema's revision; the auth database's table is alembic_version_auth from MLflow 3.6 on.
+    revision = []
+    for table in ("alembic_version", "alembic_version_auth"):
+        cur.execute("select to_regclass(%s)", (table,))
+        if cur.fetchone()[0]:
+            cur.execute(f"select version_num from {table}")  # noqa: S608 - a name from the list above
+            revision += [row[0] for row in cur.fetchall()]
+    counts = {}
+    for table in ("experiments", "runs", "metrics", "registered_models", "model_versions", "users"):
+        cur.execute("select to_regclass(%s)", (table,))
+        if cur.fetchone()[0]:
+            cur.execute(f"select count(*) from {table}")  # noqa: S608 - a name from the list above
+            counts[table] = cur.fetchone()[0]
     return {"alembic_revision": revision, "counts": counts}
 
 
@@ -87,22 +94,39 @@ class Hashing:
 
 
 def dump(s3: Any, bucket: str, key: str, uri: str, env: dict[str, str]) -> dict[str, object]:
-    proc = subprocess.Popen(
-        ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--dbname={uri}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env},
-    )  # fmt: skip
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
-    reader.start()
-    body = Hashing(proc.stdout)
-    s3.upload_fileobj(body, bucket, key)
-    code = proc.wait()
-    reader.join()
+    """pg_dump into S3, with the row counts of the very snapshot it dumps.
+
+    The server keeps writing while the CronJob runs, so counts read in a transaction of their own would not match
+    the dump (a restore then fails its check: seen as metrics 699 restored against 698 counted). This transaction
+    exports its snapshot, counts in it, and stays open while `pg_dump --snapshot` reads the same one
+    (https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION).
+    """
+    conn = psycopg2.connect(uri, password=env.get("PGPASSWORD"))
+    try:
+        conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("select pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            entry = counted(cur)
+        proc = subprocess.Popen(
+            ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot}",
+             f"--dbname={uri}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env},
+        )  # fmt: skip
+        errors: list[bytes] = []
+        reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        body = Hashing(proc.stdout)
+        s3.upload_fileobj(body, bucket, key)
+        code = proc.wait()
+        reader.join()
+    finally:
+        conn.close()
     if code != 0:
         s3.delete_object(Bucket=bucket, Key=key)
         message = b"".join(errors).decode(errors="replace").strip()
         raise SystemExit(f"mlflow-backup: pg_dump failed ({code}): {message[-800:]}")
-    return {"key": key, "bytes": body.size, "sha256": body.sha256.hexdigest()}
+    return {**entry, "key": key, "bytes": body.size, "sha256": body.sha256.hexdigest()}
 
 
 def prune(s3: Any, bucket: str, prefix: str, keep: int, current: str) -> list[str]:
@@ -288,8 +312,7 @@ def main() -> int:
                                    "databases": {}}  # fmt: skip
     for name, store in stores.items():
         uri, env = libpq(store)
-        entry = facts(uri, env)
-        entry.update(dump(s3, bucket, f"{prefix}/{stamp}/{name}.dump", uri, env))
+        entry = dump(s3, bucket, f"{prefix}/{stamp}/{name}.dump", uri, env)
         entry["database"] = urllib.parse.urlsplit(uri).path.lstrip("/")
         manifest["databases"][name] = entry
     manifest["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
