@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -32,6 +33,9 @@ VARS = {
     "mlflow_db_user": "mlflow_bk",
     "mlflow_auth_db_name": "mlflow_bk_auth",
     "mlflow_artifacts_bucket": "mlflow-backup-restore",
+    # Hard anti-affinity with as many workers as replicas: the rolling updates below finish only because the term
+    # weighs the new revision's pods alone (matchLabelKeys); without it the surge pod has nowhere to go.
+    "mlflow_k8s_pod_anti_affinity": "hard",
 }
 PREFIX = f"mlflow-backups/{NS}/mlflow"
 SCRATCH = "mlflow_bk_scratch"
@@ -88,7 +92,7 @@ def deployed(sandbox_facts, tmp_path_factory):
 
 def counts(facts: dict, dbname: str) -> dict[str, int]:
     return {t: query(facts, f"select count(*) from {t}", dbname=dbname)[0][0]  # noqa: S608 - fixed names
-            for t in ("experiments", "runs", "metrics", "params", "tags")}  # fmt: skip
+            for t in ("experiments", "runs", "metrics", "params", "tags", "registered_models", "model_versions")}  # fmt: skip
 
 
 def test_the_backup_cronjob_runs_the_servers_image_with_its_pod_security(deployed):
@@ -102,13 +106,40 @@ def test_the_backup_cronjob_runs_the_servers_image_with_its_pod_security(deploye
     assert pod["automountServiceAccountToken"] is False
 
 
+class Writer(threading.Thread):
+    """A client logging metrics to a run of its own, as fast as the server takes them, until stopped."""
+
+    def __init__(self, client: Client, experiment: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.stop, self.logged, self.errors = client, threading.Event(), 0, []
+        self.run_id = client.call("runs/create", {"experiment_id": experiment})["run"]["info"]["run_id"]
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.client.call("runs/log-metric", {"run_id": self.run_id, "key": "during-backup",
+                                                     "value": self.logged, "timestamp": 1, "step": self.logged})  # fmt: skip
+                self.logged += 1
+            except OSError as error:  # the assertion below says it; the thread must not die silently
+                self.errors.append(repr(error))
+
+
 def test_backup_playbook_dumps_both_databases_and_the_dump_restores_with_every_run(deployed):
+    """Taken while a client keeps logging (the CronJob runs under a live server): the manifest's row counts are those
+    of the dump itself, or a restore of it would fail its check."""
     facts, tmp_path = deployed["facts"], deployed["tmp"]
     live = counts(facts, VARS["mlflow_db_name"])
+    writer = Writer(deployed["client"], deployed["experiment"])
+    writer.start()
     started = time.monotonic()
-    result = playbook("backup.yml", tmp_path)
-    took = time.monotonic() - started
+    try:
+        result = playbook("backup.yml", tmp_path)
+    finally:
+        took = time.monotonic() - started
+        writer.stop.set()
+        writer.join(60)
     assert not result.failed, "\n".join(result.failure_messages()) or result.output[-3000:]
+    assert writer.errors == [] and writer.logged >= 20, (writer.logged, writer.errors[:3])
     s3 = s3_client(facts)
     keys = [
         o["Key"] for o in s3.list_objects_v2(Bucket=VARS["mlflow_artifacts_bucket"], Prefix=PREFIX + "/")["Contents"]
@@ -117,7 +148,8 @@ def test_backup_playbook_dumps_both_databases_and_the_dump_restores_with_every_r
     manifest = json.loads(s3.get_object(Bucket=VARS["mlflow_artifacts_bucket"], Key=manifest_key)["Body"].read())
     assert set(manifest["databases"]) == {"tracking", "auth"}
     tracking = manifest["databases"]["tracking"]
-    assert tracking["counts"]["runs"] == live["runs"] >= 3 and tracking["counts"]["metrics"] == live["metrics"]
+    assert tracking["counts"]["runs"] == live["runs"] + 1 and live["runs"] >= 3  # the writer's run
+    assert live["metrics"] < tracking["counts"]["metrics"] < live["metrics"] + writer.logged  # taken mid-writing
     assert tracking["alembic_revision"] and manifest["databases"]["auth"]["counts"]["users"] >= 1
     assert manifest["name"] in " ".join(result.output.splitlines()[-200:])  # the playbook said where it is
 
@@ -131,13 +163,16 @@ def test_backup_playbook_dumps_both_databases_and_the_dump_restores_with_every_r
                               env={"PGPASSWORD": pg["admin_password"], "PATH": "/usr/bin:/bin"}, capture_output=True,
                               text=True, check=False)  # fmt: skip
     assert restored.returncode == 0, restored.stderr
-    assert counts(facts, SCRATCH) == live
+    dumped = counts(facts, SCRATCH)
+    assert {t: dumped[t] for t in tracking["counts"]} == tracking["counts"]  # counted in the snapshot it dumped
+    deployed["dumped"] = dumped
     (value,) = query(
         facts, "select value from metrics where run_uuid = %s and step = 4", (deployed["runs"][2],), SCRATCH
     )
     assert value == (0.75,)
     record("backup", what="playbooks/backup.yml (pg_dump -Fc of both databases to S3)", seconds=round(took, 1),
-           bytes=tracking["bytes"], restored_by_hand="pg_restore into a scratch database: same row counts")  # fmt: skip
+           bytes=tracking["bytes"], metrics_logged_meanwhile=writer.logged,
+           restored_by_hand="pg_restore into a scratch database: the manifest's row counts")  # fmt: skip
 
 
 def test_restore_refuses_databases_that_hold_tables_and_leaves_the_server_alone(deployed):
@@ -155,7 +190,7 @@ def test_restore_refuses_databases_that_hold_tables_and_leaves_the_server_alone(
 
 def test_databases_lost_then_restore_brings_back_every_run_and_the_login(deployed):
     facts, tmp_path, client = deployed["facts"], deployed["tmp"], deployed["client"]
-    before = counts(facts, VARS["mlflow_db_name"])
+    before = deployed["dumped"]  # the latest backup is the one the writer wrote through
     # The PostgreSQL server lost and rebuilt: both databases back, empty, owned by MLflow's login.
     for db in (VARS["mlflow_db_name"], VARS["mlflow_auth_db_name"]):
         query(facts, f"drop database {db} with (force)")
@@ -172,6 +207,20 @@ def test_databases_lost_then_restore_brings_back_every_run_and_the_login(deploye
         assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"lr": str(index)}
     record("restore", what="playbooks/restore.yml after both databases were lost (latest backup)",
            outage_s=float(outage.group(1)), rows=before)  # fmt: skip
+
+
+def server_pods(facts: dict) -> list[dict]:
+    """The server's pods that are not on their way out."""
+    query = "labelSelector=app.kubernetes.io/component%3Dtracking-server"
+    listed = api(facts, f"/api/v1/namespaces/{NS}/pods?{query}")["items"]
+    return [p for p in listed if not p["metadata"].get("deletionTimestamp")]
+
+
+def pod_hash(facts: dict) -> str:
+    """The pod-template-hash of the Deployment's newest ReplicaSet (revision annotation)."""
+    sets = api(facts, f"/apis/apps/v1/namespaces/{NS}/replicasets")["items"]
+    newest = max(sets, key=lambda r: int(r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
+    return newest["metadata"]["labels"]["pod-template-hash"]
 
 
 def jobs(facts: dict) -> dict[str, dict]:
@@ -226,6 +275,10 @@ def test_a_version_change_backs_up_both_databases_before_migrating(deployed):
         assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == extra.get(
             "mlflow_k8s_version", MLFLOW_VERSION
         )
+        # Both replicas of the new revision, on two nodes (the rollout's wait saw them ready).
+        nodes = [p["spec"]["nodeName"] for p in server_pods(facts) if p["metadata"]["labels"]["pod-template-hash"]
+                 == pod_hash(facts)]  # fmt: skip
+        assert len(nodes) == 2 and len(set(nodes)) == 2, (step, nodes)
     # The same version again: no backup, no write.
     start, before_jobs = time.time(), set(jobs(facts))
     result = playbook("site.yml", tmp_path, "--tags", "mlflow_k8s")

@@ -162,6 +162,10 @@ CASES = {
     "missing S3 secret key": ({"mlflow_k8s_s3_secret_key": ""}, "mlflow_k8s_s3_secret_key is empty"),
     "pull policy that is not one": ({"mlflow_k8s_image_pull_policy": "Sometimes"}, "mlflow_k8s_image_pull_policy"),
     "anti-affinity that is not a choice": ({"mlflow_k8s_pod_anti_affinity": "strict"}, "mlflow_k8s_pod_anti_affinity"),
+    "negative eviction time for a lost node": (
+        {"mlflow_k8s_node_lost_eviction_seconds": -5},
+        "mlflow_k8s_node_lost_eviction_seconds must be a whole number of seconds, 0 or more",
+    ),
     "backup schedule in words": (
         {"mlflow_k8s_backup_schedule": "daily at 2"},
         'mlflow_k8s_backup_schedule "daily at 2" is not a cron schedule',

@@ -216,6 +216,53 @@ def test_deployment_is_hardened(rendered):
         assert deployment["spec"]["replicas"] == 2
 
 
+def test_placement_weighs_one_revision_and_a_lost_nodes_pod_is_replaced_after_a_minute(rendered):
+    (deployment,) = by_kind(rendered["files"], "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]
+    (term,) = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [
+        t["podAffinityTerm"] for t in anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    ]
+    # A rolling update's pods weigh each other only: with hard anti-affinity on as many nodes as replicas the
+    # surge pod could otherwise never be placed.
+    assert term["matchLabelKeys"] == ["pod-template-hash"]
+    assert "pod-template-hash" not in term["labelSelector"]["matchLabels"]  # the API server refuses both
+    assert [c["matchLabelKeys"] for c in pod["topologySpreadConstraints"]] == [["pod-template-hash"]]
+    lost = {t["key"]: t for t in pod["tolerations"] if t.get("effect") == "NoExecute"}
+    assert set(lost) == {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}
+    assert {t["tolerationSeconds"] for t in lost.values()} == {60} and {t["operator"] for t in lost.values()} == {
+        "Exists"
+    }
+    if rendered["name"] == "everything":  # the user's own toleration is kept, first
+        assert pod["tolerations"][0] == EVERYTHING["mlflow_k8s_tolerations"][0]
+    for job in by_kind(rendered["files"], "Job"):  # a migration is not a replica: no eviction policy of ours
+        assert all(t.get("effect") != "NoExecute" for t in job["spec"]["template"]["spec"].get("tolerations", []))
+
+
+def test_the_users_tolerations_win_over_the_node_lost_eviction(tmp_path):
+    """__mlflow_k8s_server_tolerations as Ansible evaluates it, for the cases the fixtures do not render: one
+    ansible-playbook run (a render each would cost about 25 s)."""
+    unreachable = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                   "tolerationSeconds": 5}  # fmt: skip
+    cases = [
+        ([], 0, None),  # the cluster's default (300 s by the DefaultTolerationSeconds admission plugin)
+        ([unreachable], 60, {"node.kubernetes.io/unreachable": 5, "node.kubernetes.io/not-ready": 60}),  # theirs wins
+        ([{"operator": "Exists"}], 60, {}),  # tolerates every taint for ever: nothing of ours beside it
+    ]
+    tasks = [{"ansible.builtin.include_vars": str(ROOT / "roles" / "mlflow_k8s" / "vars" / "main.yml")}]
+    for tolerations, seconds, expected in cases:
+        check = ("__mlflow_k8s_server_tolerations == []" if expected is None else
+                 "__mlflow_k8s_server_tolerations | selectattr('key', 'defined') | items2dict('key', "
+                 f"'tolerationSeconds') == {expected!r}")  # fmt: skip
+        tasks.append({"ansible.builtin.assert": {"that": [check]},
+                      "vars": {"mlflow_k8s_tolerations": tolerations, "mlflow_k8s_node_lost_eviction_seconds": seconds}})  # fmt: skip
+    play = [{"hosts": "localhost", "gather_facts": False, "vars": {"mlflow_k8s_name": "mlflow"}, "tasks": tasks}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), str(tmp_path / "play.yml")], env=ansible_env(),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
 def test_server_pods_carry_the_guides_app_label_outside_the_selector(rendered):
     # The deployment guide selects `app=mlflow` (kubectl get pods -l app=mlflow, its scrape rule's keep on
     # __meta_kubernetes_pod_label_app); a selector is immutable, so the label is on the pods only.
