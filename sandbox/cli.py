@@ -75,6 +75,8 @@ def _up(sandbox: Sandbox, _args: argparse.Namespace) -> int:
         print(f"started {name}")
     for name in result.already_running:
         print(f"{name} already running")
+    for name in result.revived:
+        print(f"restarted {name}, which had stopped")
     print(f"facts: {sandbox.config.facts_file}")
     return 0
 

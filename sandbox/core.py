@@ -45,6 +45,7 @@ def _write_private(path: Path, data: dict) -> None:
 class UpResult:
     started: list[str] = field(default_factory=list)
     already_running: list[str] = field(default_factory=list)
+    revived: list[str] = field(default_factory=list)  # parts of a running service that had died, started again
 
 
 class Sandbox:
@@ -97,6 +98,7 @@ class Sandbox:
             for svc in self.services:
                 if svc.is_running():
                     result.already_running.append(svc.name)
+                    result.revived += [f"{svc.name} {part}" for part in getattr(svc, "revive", list)()]
                 else:
                     busy = [port for port in svc.ports() if port_in_use(self.config.host, port)]
                     if busy:

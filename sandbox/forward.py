@@ -29,6 +29,7 @@ import os
 import socket
 import ssl
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,8 @@ async def _serve(spaces: Namespaces, listen: tuple[str, int], target: tuple[str,
                 address = await loop.run_in_executor(None, target.resolve)
             await asyncio.wait_for(loop.sock_connect(upstream, address), timeout=10)
         except (TimeoutError, OSError) as exc:
-            print(f"connect {address}: {exc}", file=sys.stderr, flush=True)
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            print(f"{stamp} connect {address}: {exc!r}", file=sys.stderr, flush=True)
             upstream.close()
             client_writer.close()
             return

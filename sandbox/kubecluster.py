@@ -61,6 +61,9 @@ COMPONENTS = {
 }
 
 
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")  # in the order they start
+
+
 class KubeCluster:
     name = "kubernetes"
 
@@ -297,6 +300,28 @@ class KubeCluster:
             for component in ("kubelet", "kube-proxy"):
                 self._launch(component, bins, runtime)
 
+    def revive(self) -> list[str]:
+        """`up` of a running cluster: components that died since (or that an interrupted `up` never started) are
+        started again, as an operator restarts a crashed daemon; a worker whose containerd died comes back as a
+        rebooted machine (its pods died with it; the control plane's node keeps its namespaces, which hold etcd and
+        the API server). What was started, by name; nothing when all is alive. Before, `up` said "already running"
+        and then waited for nodes a dead kubelet would never make Ready."""
+        bins = build.artifacts()
+        revived = [c for c in COMPONENTS if not self._alive(c)]
+        for component in revived:
+            self._launch(component, bins)
+        for runtime in self.runtimes:
+            dead = [c for c in NODE_COMPONENTS if not self._alive(runtime.key(c))]
+            if "containerd" in dead and runtime.spec.worker:
+                self.restore_node(runtime.name)
+            else:
+                for component in dead:
+                    self._launch(component, bins, runtime)
+                    if component == "containerd":
+                        self._wait_containerd(bins, runtime)
+            revived += [runtime.key(c) for c in dead]
+        return revived
+
     def _route(self) -> None:
         """Every node reaches every other node's pods through that node (static routes over the fabric)."""
         for runtime in self.runtimes:
@@ -512,7 +537,7 @@ class KubeCluster:
         runtime = self.runtime(node)
         bins = build.artifacts()
         pids = self.pids()
-        for component in reversed(("containerd", "kubelet", "kube-proxy")):
+        for component in reversed(NODE_COMPONENTS):
             self._stop_one(runtime.key(component), pids)
             pids.pop(runtime.key(component), None)
         self.pid_file.write_text(json.dumps(pids))

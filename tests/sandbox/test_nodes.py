@@ -8,7 +8,10 @@ and no retries; the last tests lose a node for real and then check that `down` l
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -241,6 +244,28 @@ def test_a_lost_node_comes_back_ready_and_takes_pods_again(cluster, served):
     )
     wait_for(lambda: get(cluster, "pod", "back")["status"]["phase"] == "Succeeded", what="a pod on the restored node")
     assert "back" in kubectl(cluster, "logs", "back")
+
+
+def test_up_of_a_running_cluster_starts_again_what_had_died(cluster):
+    """A crashed kubelet and scheduler (SIGKILL): `up` (revive) starts just those, and the node reports again."""
+    kube: KubeCluster = cluster["kube"]
+    assert kube.revive() == []  # all alive: nothing started
+    worker = WORKERS[0]
+    for key in (f"{worker}/kubelet", "kube-scheduler"):
+        os.kill(kube.pids()[key], signal.SIGKILL)
+    wait_for(lambda: not kube._alive(f"{worker}/kubelet") and not kube._alive("kube-scheduler"), timeout=30,
+             what="the killed processes gone")  # fmt: skip
+    revived_at = time.time()
+    assert sorted(kube.revive()) == sorted(["kube-scheduler", f"{worker}/kubelet"])
+
+    def renewed() -> bool:  # the new kubelet renews its node's Lease
+        lease = get(cluster, "lease", "-n", "kube-node-lease", worker)["spec"]["renewTime"]
+        stamp = datetime.datetime.strptime(lease[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC)
+        return stamp.timestamp() > revived_at
+
+    wait_for(renewed, timeout=60, what=f"{worker}'s Lease renewed by its new kubelet")
+    kube.wait_ready()
+    assert kube.revive() == []
 
 
 def test_down_leaves_nothing_behind_and_up_shrinks_to_fewer_workers(cluster):
