@@ -240,8 +240,9 @@ def test_placement_weighs_one_revision_and_a_lost_nodes_pod_is_replaced_after_a_
 
 
 def test_the_users_tolerations_win_over_the_node_lost_eviction(tmp_path):
-    """__mlflow_k8s_server_tolerations as Ansible evaluates it, for the cases the fixtures do not render: one
-    ansible-playbook run (a render each would cost about 25 s)."""
+    """__mlflow_k8s_server_tolerations as Ansible evaluates it, for the cases the fixtures do not render (a render
+    each would cost about 25 s), and in the same order whatever Python's string hash seed: `difference` once
+    ordered them through a set, so each run's order differed and re-runs rolled the pods (molecule's idempotence)."""
     unreachable = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
                    "tolerationSeconds": 5}  # fmt: skip
     cases = [
@@ -249,7 +250,10 @@ def test_the_users_tolerations_win_over_the_node_lost_eviction(tmp_path):
         ([unreachable], 60, {"node.kubernetes.io/unreachable": 5, "node.kubernetes.io/not-ready": 60}),  # theirs wins
         ([{"operator": "Exists"}], 60, {}),  # tolerates every taint for ever: nothing of ours beside it
     ]
-    tasks = [{"ansible.builtin.include_vars": str(ROOT / "roles" / "mlflow_k8s" / "vars" / "main.yml")}]
+    ordered = ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"]
+    tasks = [{"ansible.builtin.include_vars": str(ROOT / "roles" / "mlflow_k8s" / "vars" / "main.yml")},
+             {"ansible.builtin.assert": {"that": [f"__mlflow_k8s_server_tolerations | map(attribute='key') == {ordered}"]},
+              "vars": {"mlflow_k8s_tolerations": [], "mlflow_k8s_node_lost_eviction_seconds": 60}}]  # fmt: skip
     for tolerations, seconds, expected in cases:
         check = ("__mlflow_k8s_server_tolerations == []" if expected is None else
                  "__mlflow_k8s_server_tolerations | selectattr('key', 'defined') | items2dict('key', "
@@ -258,9 +262,11 @@ def test_the_users_tolerations_win_over_the_node_lost_eviction(tmp_path):
                       "vars": {"mlflow_k8s_tolerations": tolerations, "mlflow_k8s_node_lost_eviction_seconds": seconds}})  # fmt: skip
     play = [{"hosts": "localhost", "gather_facts": False, "vars": {"mlflow_k8s_name": "mlflow"}, "tasks": tasks}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    proc = subprocess.run([str(BIN / "ansible-playbook"), str(tmp_path / "play.yml")], env=ansible_env(),
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:]
+    for seed in ("0", "1", "2", "3"):
+        proc = subprocess.run([str(BIN / "ansible-playbook"), str(tmp_path / "play.yml")],
+                              env={**ansible_env(), "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, (seed, proc.stdout[-2000:])
 
 
 def test_server_pods_carry_the_guides_app_label_outside_the_selector(rendered):
