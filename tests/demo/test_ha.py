@@ -233,10 +233,8 @@ def test_a_configuration_change_rolls_out_and_a_drain_moves_a_replica_with_no_fa
         assert drained.returncode == 0, drained.stderr
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            pods = mlflow_pods(facts)
-            ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
-                                            for c in p["status"].get("conditions", []))]  # fmt: skip
-            if len(ready) == 2 and all(p["spec"]["nodeName"] != node for p in ready):
+            ready_pods = [p for p in mlflow_pods(facts) if ready(p)]
+            if len(ready_pods) == 2 and all(p["spec"]["nodeName"] != node for p in ready_pods):
                 return
             time.sleep(1)
         raise AssertionError(f"no second ready replica off {node}")
@@ -245,13 +243,14 @@ def test_a_configuration_change_rolls_out_and_a_drain_moves_a_replica_with_no_fa
         drained = disrupted(logger, "kubectl drain of an MLflow replica's node (make demo's MLflow, PDB minAvailable 1)",
                             drain)  # fmt: skip
     finally:
-        kubectl(facts, "uncordon", node)
+        uncordoned = kubectl(facts, "uncordon", node)
+    assert uncordoned.returncode == 0, uncordoned.stderr
     assert drained["requests"] > 20 and drained["failed"] == 0, drained
 
     # Back to the inventory's configuration (another rolling update, also under the client).
     def back() -> None:
         proc = site(env)
-        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert proc.returncode == 0 and (recap_changed(proc) or 0) > 0, proc.stdout[-3000:]
 
     restored = disrupted(logger, "rolling update back to the inventory's configuration (site.yml)", back)
     assert restored["failed"] == 0, restored

@@ -276,8 +276,9 @@ def test_a_version_change_backs_up_both_databases_before_migrating(deployed):
             "mlflow_k8s_version", MLFLOW_VERSION
         )
         # Both replicas of the new revision, on two nodes (the rollout's wait saw them ready).
+        newest = pod_hash(facts)
         nodes = [p["spec"]["nodeName"] for p in server_pods(facts) if p["metadata"]["labels"]["pod-template-hash"]
-                 == pod_hash(facts)]  # fmt: skip
+                 == newest]  # fmt: skip
         assert len(nodes) == 2 and len(set(nodes)) == 2, (step, nodes)
     # The same version again: no backup, no write.
     start, before_jobs = time.time(), set(jobs(facts))
