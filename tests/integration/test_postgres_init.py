@@ -151,6 +151,30 @@ def test_password_change_rotates_it(sandbox_facts, names):
     login(sandbox_facts, names["user"], "second-Password-2", names["db"]).close()
 
 
+def test_drifted_grants_and_owner_are_put_back(sandbox_facts, names):
+    """A re-run skips the grant modules when the catalog already holds what they set; drift must still be fixed."""
+    variables = role_vars(sandbox_facts, names)
+    assert not run_role("postgres_init", variables).failed
+    state = snapshot(sandbox_facts, names["user"], [names["db"]])
+    admin = sandbox_facts["postgres"]["admin_user"]
+    db, user = names["db"], names["user"]
+    query(sandbox_facts, f"alter database {db} owner to {admin}")
+    query(sandbox_facts, f"grant connect, temporary on database {db} to public")
+    query(sandbox_facts, "grant usage, create on schema public to public", dbname=db)
+    query(sandbox_facts, f"revoke create on schema public from {user}", dbname=db)
+    assert snapshot(sandbox_facts, user, [db]) != state
+
+    check = run_role("postgres_init", variables, check=True, diff=True)
+    assert not check.failed, check.output
+    assert check.changed == 4, check.changed_tasks()  # owner, database grants, schema grant, schema revoke
+
+    fixed = run_role("postgres_init", variables)
+    assert not fixed.failed, fixed.output
+    assert fixed.changed == 4, fixed.changed_tasks()
+    assert snapshot(sandbox_facts, user, [db]) == state
+    assert run_role("postgres_init", variables).changed == 0
+
+
 def test_auth_database_is_optional(sandbox_facts, names):
     assert not run_role("postgres_init", role_vars(sandbox_facts, names)).failed
     assert not db_exists(sandbox_facts, names["auth_db"])
