@@ -144,6 +144,24 @@ def test_lifecycle_days_change_and_disable(sandbox_facts, bucket):
     assert lifecycle_rules(sandbox_facts, bucket) == []
 
 
+def test_lifecycle_rule_with_an_extra_action_is_put_back(sandbox_facts, bucket):
+    """A re-run skips s3_lifecycle when the bucket has exactly its rule; an action added to the rule is drift."""
+    variables = role_vars(sandbox_facts, bucket)
+    assert not run_role("minio_bucket", variables).failed
+    [rule] = lifecycle_rules(sandbox_facts, bucket)
+    s3_client(sandbox_facts).put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [{**rule, "Expiration": {"Days": 1}}]}
+    )
+    assert lifecycle_rules(sandbox_facts, bucket)[0]["Expiration"] == {"Days": 1}  # the store kept it
+
+    fixed = run_role("minio_bucket", variables)
+    assert not fixed.failed, fixed.output
+    changed = [name.split(" : ")[-1] for name in fixed.changed_tasks()]
+    assert changed == ["apply | Expire noncurrent versions and stale multipart uploads"]
+    assert lifecycle_rules(sandbox_facts, bucket) == [rule]
+    assert run_role("minio_bucket", variables).changed == 0
+
+
 def test_absent_needs_force_delete(sandbox_facts, bucket):
     assert not run_role("minio_bucket", role_vars(sandbox_facts, bucket)).failed
     client = s3_client(sandbox_facts)
