@@ -42,14 +42,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-import psycopg2  # noqa: E402
-
 from bench.sandbox_startup import update_doc  # noqa: E402
 from harness.ansible import run_role  # noqa: E402
 from harness.kube import api as api_get  # noqa: E402
 from harness.kube import delete_namespace as api_delete_namespace  # noqa: E402
 from harness.kube import service_base  # noqa: E402
+from harness.stores import admin_conn, s3_client  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from sandbox.node import hierarchies  # noqa: E402
 
@@ -289,22 +287,8 @@ class Stores:
     ns: str
 
 
-def admin_connection(facts: dict) -> psycopg2.extensions.connection:
-    pg = facts["postgres"]
-    conn = psycopg2.connect(host=pg["host"], port=pg["port"], user=pg["admin_user"], password=pg["admin_password"],
-                            dbname="postgres", connect_timeout=5)  # fmt: skip
-    conn.autocommit = True
-    return conn
-
-
-def s3_client(facts: dict):  # noqa: ANN201 - a boto3 client
-    s3 = facts["s3"]
-    return boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id=s3["access_key"],
-                        aws_secret_access_key=s3["secret_key"], region_name=s3["region"])  # fmt: skip
-
-
 def create_stores(facts: dict, stores: Stores) -> None:
-    conn = admin_connection(facts)
+    conn = admin_conn(facts)
     with conn.cursor() as cur:
         cur.execute(f"create role {stores.user} login password %s", (stores.password,))
         cur.execute(f"create database {stores.db} owner {stores.user}")
@@ -352,7 +336,7 @@ def teardown(facts: dict, stores: Stores, problems: list[str]) -> None:
     except Exception as exc:
         problems.append(f"bucket cleanup: {exc!r}")
     try:
-        conn = admin_connection(facts)
+        conn = admin_conn(facts)
         with conn.cursor() as cur:
             cur.execute(f"drop database if exists {stores.db} with (force)")
             cur.execute(f"drop role if exists {stores.user}")

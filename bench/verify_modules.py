@@ -1,7 +1,7 @@
-"""Benchmark: how long carbon254.mlflow.mlflow_health and mlflow_roundtrip take against a real MLflow 3.17.2.
+"""Benchmark: how long carbon254.mlflow.mlflow_health and mlflow_roundtrip take against a real MLflow (the pinned one).
 
 Starts the sandbox (settings from the SANDBOX_* variables, as `python -m sandbox up`; stopped again only if this
-script started it) and one MLflow 3.17.2 server on it, as tests/integration/test_mlflow_modules.py does
+script started it) and one MLflow server of that release on it, as tests/integration/test_mlflow_modules.py does
 (harness/modules.py: PostgreSQL backend store, S3 artifact destination, --expose-prometheus, one worker). Then runs
 tests/integration/playbooks/mlflow_modules.yml N times each way: an empty play (both tasks skipped: what
 ansible-playbook itself costs), health only, round trip only (with the module's S3 checks). It reports the
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sandbox_startup import update_doc  # noqa: E402
+from harness.ansible import MLFLOW_VERSION  # noqa: E402
 from harness.modules import HEALTH, ROUNDTRIP, mlflow_server, play, s3_vars, task  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
@@ -66,7 +67,7 @@ def main() -> int:
             for _ in range(args.runs):
                 wall, _ = timed_play(srv, run_health=False, run_roundtrip=False)
                 walls["empty"].append(wall)
-                wall, result = timed_play(srv, run_roundtrip=False, expected_version="3.17.2")
+                wall, result = timed_play(srv, run_roundtrip=False, expected_version=MLFLOW_VERSION)
                 walls["health"].append(wall)
                 health = task(result, HEALTH)
                 elapsed.append(health["elapsed_ms"])
