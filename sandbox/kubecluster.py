@@ -39,16 +39,13 @@ from .config import REPO_ROOT, SandboxConfig
 from .forward import ServiceForwards
 from .kubepki import ADMIN_GROUP, ClusterPKI
 from .node import Fabric
-from .nodeconf import AUDIT_POLICY
+from .nodeconf import API_PORT, AUDIT_POLICY, NODE_NAME, ControlPlanePaths, control_plane_argv
 from .noderuntime import NodeRuntime
 from .pins import ON_DEMAND, PAUSE_IMAGE
 from .procs import SandboxError, cmdline, spawn, terminate, wait_until
 from .topology import CONTROL_PLANE, NodeSpec, plan
 
-API_PORT = 6443  # inside the node
-SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
-NODE_NAME = CONTROL_PLANE
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 # The control plane's processes, in start order; stopped in reverse. Each: the cgroup subtree it runs in. Every
 # node's containerd, kubelet and kube-proxy (noderuntime.RUNTIME) run in that node's `system` subtree.
@@ -184,61 +181,15 @@ class KubeCluster:
             runtime.configure(bins, pki, inside)
 
     def _argv(self, component: str, bins: build.Artifacts) -> list[str]:
-        p, kc, conf = self.pki_dir, self.base / "kubeconfig", self.conf
-        binary = str(bins.component(component))
         if component == "forwarder":
             host, node = self.config.host, self.node_ip
             return [_python(), "-m", "sandbox.forward", "--netns", str(self.nodes.netns_path), "--marker", self.marker,
                     "--into", f"{host}:{self.config.k8s_port}={node}:{API_PORT}",
                     "--out", f"{node}:{self.config.pg_port}={host}:{self.config.pg_port}",
                     "--out", f"{node}:{self.config.s3_port}={host}:{self.config.s3_port}"]  # fmt: skip
-        if component == "etcd":
-            return [binary, "--name", NODE_NAME, "--data-dir", str(self.base / "etcd"),
-                    "--listen-client-urls", "https://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:2380",
-                    "--cert-file", str(p / "etcd-server.crt"), "--key-file", str(p / "etcd-server.key"),
-                    "--trusted-ca-file", str(p / "ca.crt"), "--unsafe-no-fsync", "--log-level", "warn"]  # fmt: skip
-        if component == "kube-apiserver":
-            return [binary, "--etcd-servers", "https://127.0.0.1:2379", "--etcd-cafile", str(p / "ca.crt"),
-                    "--etcd-certfile", str(p / "apiserver-etcd-client.crt"),
-                    "--etcd-keyfile", str(p / "apiserver-etcd-client.key"),
-                    # Every address of the node's own namespace: its node address, and the `kubernetes` Service's.
-                    "--bind-address", "0.0.0.0",  # noqa: S104
-                    "--secure-port", str(API_PORT), "--advertise-address", self.node_ip,
-                    "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
-                    "--client-ca-file", str(p / "ca.crt"),
-                    "--kubelet-client-certificate", str(p / "apiserver-kubelet-client.crt"),
-                    "--kubelet-client-key", str(p / "apiserver-kubelet-client.key"),
-                    "--kubelet-certificate-authority", str(p / "ca.crt"),
-                    "--kubelet-preferred-address-types", "InternalIP,Hostname",
-                    "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
-                    "--service-cluster-ip-range", SERVICE_CIDR,
-                    "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                    "--service-account-key-file", str(p / "sa.pub"),
-                    "--service-account-signing-key-file", str(p / "sa.key"),
-                    "--audit-policy-file", str(conf / "audit-policy.json"), "--audit-log-path", str(self.audit_log),
-                    "--audit-log-format", "json", "--audit-log-maxsize", "100", "--audit-log-maxbackup", "2",
-                    "--allow-privileged=true", "--profiling=false", "--v=1"]  # fmt: skip
-        if component == "kube-controller-manager":
-            cm = str(kc / "controller-manager.conf")
-            return [binary, "--kubeconfig", cm, "--authentication-kubeconfig", cm, "--authorization-kubeconfig", cm,
-                    "--bind-address", "127.0.0.1", "--secure-port", "10257", "--client-ca-file", str(p / "ca.crt"),
-                    "--root-ca-file", str(p / "ca.crt"), "--cluster-signing-cert-file", str(p / "ca.crt"),
-                    "--cluster-signing-key-file", str(p / "ca.key"),
-                    "--service-account-private-key-file", str(p / "sa.key"), "--use-service-account-credentials=true",
-                    "--controllers", "*,bootstrapsigner,tokencleaner", "--service-cluster-ip-range", SERVICE_CIDR,
-                    "--leader-elect=false", "--profiling=false", "--v=1",
-                    *self._node_lifecycle()]  # fmt: skip
-        if component == "kube-scheduler":
-            sc = str(kc / "scheduler.conf")
-            return [binary, "--kubeconfig", sc, "--authentication-kubeconfig", sc, "--authorization-kubeconfig", sc,
-                    "--bind-address", "127.0.0.1", "--secure-port", "10259", "--leader-elect=false",
-                    "--profiling=false", "--v=1"]  # fmt: skip
-        raise ValueError(component)
-
-    def _node_lifecycle(self) -> list[str]:
-        if not self.node_grace:
-            return []
-        return [f"--node-monitor-grace-period={self.node_grace}s", "--node-monitor-period=2s"]
+        paths = ControlPlanePaths(pki=self.pki_dir, kubeconfigs=self.base / "kubeconfig", etcd_data=self.base / "etcd",
+                                  audit_policy=self.conf / "audit-policy.json", audit_log=self.audit_log)  # fmt: skip
+        return control_plane_argv(component, str(bins.component(component)), paths, self.node_ip, self.node_grace)
 
     # -- start / stop -------------------------------------------------------------------------------------------
 

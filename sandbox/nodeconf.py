@@ -1,10 +1,17 @@
-"""What the sandbox's node runs with: containerd's, the kubelet's and kube-proxy's configurations, the CNI network
-and the API server's audit policy (templates filled in by sandbox/kubecluster.py)."""
+"""What the sandbox's nodes run with: the control plane's command lines, containerd's, the kubelet's and kube-proxy's
+configurations, the CNI network and the API server's audit policy (filled in by sandbox/kubecluster.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .topology import CONTROL_PLANE
+
+API_PORT = 6443  # inside the node
+SERVICE_CIDR = "10.96.0.0/16"
+NODE_NAME = CONTROL_PLANE
 
 RUNC = "/usr/sbin/runc"
 # The node's own /run (a tmpfs in its mount namespace): sockets and runtime state that need short paths. The
@@ -176,3 +183,62 @@ def cni_conflist(ipam_dir: Path, subnet: str) -> dict[str, Any]:
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ControlPlanePaths:
+    pki: Path
+    kubeconfigs: Path
+    etcd_data: Path
+    audit_policy: Path
+    audit_log: Path
+
+
+def control_plane_argv(
+    component: str, binary: str, paths: ControlPlanePaths, node_ip: str, node_grace: int | None
+) -> list[str]:
+    """etcd, the API server, the controller manager or the scheduler, as kubeadm's static pods would start them."""
+    p, kc = paths.pki, paths.kubeconfigs
+    if component == "etcd":
+        return [binary, "--name", NODE_NAME, "--data-dir", str(paths.etcd_data),
+                "--listen-client-urls", "https://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:2380",
+                "--cert-file", str(p / "etcd-server.crt"), "--key-file", str(p / "etcd-server.key"),
+                "--trusted-ca-file", str(p / "ca.crt"), "--unsafe-no-fsync", "--log-level", "warn"]  # fmt: skip
+    if component == "kube-apiserver":
+        return [binary, "--etcd-servers", "https://127.0.0.1:2379", "--etcd-cafile", str(p / "ca.crt"),
+                "--etcd-certfile", str(p / "apiserver-etcd-client.crt"),
+                "--etcd-keyfile", str(p / "apiserver-etcd-client.key"),
+                # Every address of the node's own namespace: its node address, and the `kubernetes` Service's.
+                "--bind-address", "0.0.0.0",  # noqa: S104
+                "--secure-port", str(API_PORT), "--advertise-address", node_ip,
+                "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
+                "--client-ca-file", str(p / "ca.crt"),
+                "--kubelet-client-certificate", str(p / "apiserver-kubelet-client.crt"),
+                "--kubelet-client-key", str(p / "apiserver-kubelet-client.key"),
+                "--kubelet-certificate-authority", str(p / "ca.crt"),
+                "--kubelet-preferred-address-types", "InternalIP,Hostname",
+                "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
+                "--service-cluster-ip-range", SERVICE_CIDR,
+                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file", str(p / "sa.pub"),
+                "--service-account-signing-key-file", str(p / "sa.key"),
+                "--audit-policy-file", str(paths.audit_policy), "--audit-log-path", str(paths.audit_log),
+                "--audit-log-format", "json", "--audit-log-maxsize", "100", "--audit-log-maxbackup", "2",
+                "--allow-privileged=true", "--profiling=false", "--v=1"]  # fmt: skip
+    if component == "kube-controller-manager":
+        cm = str(kc / "controller-manager.conf")
+        # A shorter grace than upstream's 50 s when asked (the node-loss tests), with the monitor polling every 2 s.
+        lifecycle = [f"--node-monitor-grace-period={node_grace}s", "--node-monitor-period=2s"] if node_grace else []
+        return [binary, "--kubeconfig", cm, "--authentication-kubeconfig", cm, "--authorization-kubeconfig", cm,
+                "--bind-address", "127.0.0.1", "--secure-port", "10257", "--client-ca-file", str(p / "ca.crt"),
+                "--root-ca-file", str(p / "ca.crt"), "--cluster-signing-cert-file", str(p / "ca.crt"),
+                "--cluster-signing-key-file", str(p / "ca.key"),
+                "--service-account-private-key-file", str(p / "sa.key"), "--use-service-account-credentials=true",
+                "--controllers", "*,bootstrapsigner,tokencleaner", "--service-cluster-ip-range", SERVICE_CIDR,
+                "--leader-elect=false", "--profiling=false", "--v=1", *lifecycle]  # fmt: skip
+    if component == "kube-scheduler":
+        sc = str(kc / "scheduler.conf")
+        return [binary, "--kubeconfig", sc, "--authentication-kubeconfig", sc, "--authorization-kubeconfig", sc,
+                "--bind-address", "127.0.0.1", "--secure-port", "10259", "--leader-elect=false",
+                "--profiling=false", "--v=1"]  # fmt: skip
+    raise ValueError(component)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
 from sandbox.config import SandboxConfig
+from sandbox.nodeconf import ControlPlanePaths, control_plane_argv
 from sandbox.topology import CONTROL_PLANE, MAX_WORKERS, plan
 
 
@@ -48,3 +50,26 @@ def test_the_config_refuses_a_bad_node_count_before_anything_starts(monkeypatch,
     monkeypatch.setenv("SANDBOX_NODES", "-1")
     with pytest.raises(ValueError, match="SANDBOX_NODES=-1"):
         SandboxConfig(state_dir=tmp_path)
+
+
+def test_control_plane_command_lines_take_their_paths_and_the_node_grace():
+    paths = ControlPlanePaths(pki=Path("/p"), kubeconfigs=Path("/kc"), etcd_data=Path("/etcd"),
+                              audit_policy=Path("/conf/audit.json"), audit_log=Path("/logs/audit.log"))  # fmt: skip
+    api = control_plane_argv("kube-apiserver", "apiserver", paths, "10.213.0.1", None)
+    assert api[0] == "apiserver"
+    assert api[api.index("--advertise-address") + 1] == "10.213.0.1"
+    assert api[api.index("--audit-log-path") + 1] == "/logs/audit.log"
+    assert api[api.index("--audit-policy-file") + 1] == "/conf/audit.json"
+    plain = control_plane_argv("kube-controller-manager", "kcm", paths, "10.213.0.1", None)
+    assert not [arg for arg in plain if arg.startswith("--node-monitor")]
+    short = control_plane_argv("kube-controller-manager", "kcm", paths, "10.213.0.1", 20)
+    assert short[len(plain) :] == ["--node-monitor-grace-period=20s", "--node-monitor-period=2s"]
+    assert control_plane_argv("etcd", "etcd", paths, "10.213.0.1", None)[:5] == [
+        "etcd",
+        "--name",
+        CONTROL_PLANE,
+        "--data-dir",
+        "/etcd",
+    ]
+    with pytest.raises(ValueError, match="kubelet"):
+        control_plane_argv("kubelet", "kubelet", paths, "10.213.0.1", None)
