@@ -168,8 +168,12 @@ class ServiceForwards:
         """http://<host>:<port> forwarding to `target` (NODEADDR:PORT or service:NAMESPACE/NAME:PORT)."""
         forwards = self._known()
         known = forwards.get(key)
-        if known and known.get("target") == target and self.marker in cmdline(known["pid"]):
-            return f"http://{self.host}:{known['port']}"
+        if known and self.marker in cmdline(known["pid"]):
+            if known.get("target") == target:
+                return f"http://{self.host}:{known['port']}"
+            # The Service came back with another ClusterIP: end the old forward, which `stop_all` could no longer find.
+            with contextlib.suppress(SandboxError, ProcessLookupError):
+                terminate(known["pid"], self.marker, timeout=5)
         port_file = self.base / f"forward-{hashlib.sha256(key.encode()).hexdigest()[:8]}.port"
         port_file.unlink(missing_ok=True)
         api = self.api if target.startswith("service:") else []
