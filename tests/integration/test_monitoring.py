@@ -128,6 +128,18 @@ def test_without_the_operator_writes_the_plain_scrape_job_and_rules(sandbox_fact
     assert not again.failed and again.changed == 0, again.changed_tasks()
     assert writes_since(sandbox_facts, start) == []
 
+    # A re-run writes the files only when the one read of them (checksums, modes) differs: an edited rule file and a
+    # directory made private are both put back.
+    rules = Path(scrape_dir, "prometheus-rules.yml")
+    wanted = rules.read_text()
+    rules.write_text(wanted + "# edited by hand\n")
+    Path(scrape_dir).chmod(0o700)
+    fixed, _ = converge(sandbox_facts, ns, scrape_dir)
+    assert not fixed.failed and fixed.changed == 2, fixed.changed_tasks()  # the directory and the files
+    assert rules.read_text() == wanted
+    assert Path(scrape_dir).stat().st_mode & 0o777 == 0o755
+    assert converge(sandbox_facts, ns, scrape_dir)[0].changed == 0
+
 
 # -- with the operator's CRDs -------------------------------------------------------------------------------------
 def test_check_mode_validates_against_the_crds_and_writes_nothing(sandbox_facts, ns, scrape_dir, operator_crds):
