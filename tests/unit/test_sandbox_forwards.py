@@ -16,13 +16,17 @@ from sandbox.procs import cmdline
 
 @pytest.fixture
 def forwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """ServiceForwards whose new forward processes are sleeping Pythons that write their port file at once."""
+    """ServiceForwards whose new forward processes are sleeping Pythons that write their port file once running.
+
+    The child writes it, as the real forward does: a port file written by the parent let `url` read the child's
+    /proc/PID/cmdline in the instant after exec, before the kernel sets it (empty), and start a second one (CI, loaded).
+    """
     marker = str(tmp_path / "state")
     started: list[subprocess.Popen] = []
+    child = "import sys, time; open(sys.argv[1], 'w').write('41000\\n'); time.sleep(60)"
 
     def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        Path(argv[argv.index("--port-file") + 1]).write_text("41000\n")
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+        proc = subprocess.Popen([sys.executable, "-c", child, argv[argv.index("--port-file") + 1], marker])
         started.append(proc)
         return proc
 
