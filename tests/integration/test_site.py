@@ -56,6 +56,9 @@ def test_preflight_refuses_the_seed_default_passwords_outside_the_sandbox(sandbo
     # Stopped before anything else ran: no role's preflight, no change.
     assert result.changed == 0
     assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
+    # cloudflare_dns (off by default) ends its play at once: none of its role's tasks is even evaluated (skipped).
+    evaluated = [task["task"]["name"] for play_ in result.report["plays"] for task in play_["tasks"]]
+    assert not [name for name in evaluated if "cloudflare_dns :" in name], evaluated
 
     # A short password of MLflow's own login is refused there too, by its length (never its value).
     short = {**extra, "mlflow_db_password": "abc123", "mlflow_s3_access_key": "an-access-key"}
@@ -65,6 +68,9 @@ def test_preflight_refuses_the_seed_default_passwords_outside_the_sandbox(sandbo
     assert "mlflow_db_password has 6 characters; outside the sandbox it needs at least 12" in message
     assert "abc123" not in message
     assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
+    # cloudflare_dns (off by default) ends its play at once: none of its role's tasks is even evaluated (skipped).
+    evaluated = [task["task"]["name"] for play_ in result.report["plays"] for task in play_["tasks"]]
+    assert not [name for name in evaluated if "cloudflare_dns :" in name], evaluated
 
     # The same password is accepted in the sandbox (the preflight then reaches every service).
     result = play(SITE, "--tags", "preflight", extra={"mlflow_db_password": SEED_DB_PASSWORD}, tmp_path=tmp_path)
@@ -210,6 +216,9 @@ def test_tags_and_enabled_flags_select_the_roles(sandbox, tmp_path):
     assert not result.failed, result.failure_messages() or result.output[-3000:]
     assert result.changed == 0
     assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
+    # cloudflare_dns (off by default) ends its play at once: none of its role's tasks is even evaluated (skipped).
+    evaluated = [task["task"]["name"] for play_ in result.report["plays"] for task in play_["tasks"]]
+    assert not [name for name in evaluated if "cloudflare_dns :" in name], evaluated
 
 
 def test_production_inventory_renders_with_its_vault(tmp_path):
@@ -277,3 +286,6 @@ def test_production_inventory_renders_with_its_vault(tmp_path):
     message = " ".join(result.failure_messages())
     assert "mlflow_db_password is still the placeholder from vault.yml.example" in message
     assert executed_tasks(result) == ["Refuse settings that are only acceptable in the sandbox"]
+    # cloudflare_dns (off by default) ends its play at once: none of its role's tasks is even evaluated (skipped).
+    evaluated = [task["task"]["name"] for play_ in result.report["plays"] for task in play_["tasks"]]
+    assert not [name for name in evaluated if "cloudflare_dns :" in name], evaluated
