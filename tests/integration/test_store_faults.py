@@ -149,3 +149,36 @@ def test_kubernetes_api_down_fails_site_in_the_preflight_naming_the_api_before_a
     record("fault", fault="Kubernetes API: 503 to every request", where="site.yml",
            outcome="stops in the preflight: " + message[message.index("the Kubernetes API") :][:140], writes=0,
            after=f"failed after {took:.0f} s with 2 retries 1 s apart (defaults: 10, 3 s)")  # fmt: skip
+
+
+def _client_settings_task(result: PlayResult) -> dict:
+    """How verify.yml's "Write the MLflow client settings" task ended (changed, skipped)."""
+    for play_ in result.report["plays"]:
+        for task in play_["tasks"]:
+            if task["task"]["name"].startswith("Write the MLflow client settings"):
+                return task["hosts"]["localhost"]
+    raise AssertionError(result.output[-3000:])
+
+
+def test_client_settings_edited_or_opened_up_are_put_back_then_left_without_a_module(deployed):
+    """verify.yml reads the client env file first and skips the template module when it holds: an edit or a
+    chmod must still be put back (the read compares content and mode, not only that the file exists)."""
+    tmp_path = deployed["tmp"]
+    env_file = tmp_path / "client.env"
+    written = env_file.read_text()
+    assert "MLFLOW_TRACKING_URI=" in written and env_file.stat().st_mode & 0o777 == 0o600
+
+    env_file.chmod(0o644)
+    result = playbook("verify.yml", tmp_path)
+    assert not result.failed, result.failure_messages() or result.output[-3000:]
+    assert _client_settings_task(result).get("changed") is True
+    assert env_file.stat().st_mode & 0o777 == 0o600
+
+    env_file.write_text(written.replace("MLFLOW_TRACKING_URI=", "MLFLOW_TRACKING_URI=http://elsewhere.invalid #"))
+    result = playbook("verify.yml", tmp_path)
+    assert _client_settings_task(result).get("changed") is True
+    assert env_file.read_text() == written
+
+    result = playbook("verify.yml", tmp_path)
+    assert result.changed == 0, result.changed_tasks()
+    assert _client_settings_task(result).get("skipped") is True
