@@ -193,6 +193,47 @@ def test_check_mode_on_the_deployment_reports_nothing_to_do(sandbox_facts, store
     assert writes_since(sandbox_facts, start, stores["ns"]) == []
 
 
+def test_switched_off_objects_are_removed_then_come_back_with_no_pod_replaced(sandbox_facts, stores):
+    """PodDisruptionBudget, NetworkPolicy and the backup CronJob with its script, switched on then off: the run
+    deletes exactly those objects (read first: one task over what the run found), the next writes nothing."""
+    ns, before = stores["ns"], pod_state(sandbox_facts, stores["ns"])
+    objects = {"PodDisruptionBudget": f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/mlflow",
+               "NetworkPolicy": f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/mlflow",
+               "CronJob": f"/apis/batch/v1/namespaces/{ns}/cronjobs/mlflow-backup",
+               "ConfigMap": f"/api/v1/namespaces/{ns}/configmaps/mlflow-backup"}  # fmt: skip
+
+    def present() -> set[str]:
+        found = set()
+        for kind, path in objects.items():
+            try:
+                obj = api(sandbox_facts, path)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404, exc
+                continue
+            if not obj["metadata"].get("deletionTimestamp"):
+                found.add(kind)
+        return found
+
+    result, _ = converge(sandbox_facts, stores, mlflow_k8s_network_policy_enabled=True)
+    assert not result.failed, result.output[-4000:]
+    assert present() == set(objects)
+
+    off = {"mlflow_k8s_network_policy_enabled": False, "mlflow_k8s_pdb_enabled": False,
+           "mlflow_k8s_backup_enabled": False}  # fmt: skip
+    result, start = converge(sandbox_facts, stores, **off)
+    assert not result.failed, result.output[-4000:]
+    deleted = sorted(w for w in writes_since(sandbox_facts, start, ns) if w.startswith("DELETE "))
+    assert len(deleted) == 4 and present() == set(), (deleted, present())
+    result, start = converge(sandbox_facts, stores, **off)
+    assert result.changed == 0, result.changed_tasks()
+    assert writes_since(sandbox_facts, start, ns) == []
+
+    result, _ = converge(sandbox_facts, stores)
+    assert not result.failed, result.output[-4000:]
+    assert present() == {"PodDisruptionBudget", "CronJob", "ConfigMap"}
+    assert pod_state(sandbox_facts, ns) == before, "switching these objects replaced or restarted a pod"
+
+
 def test_config_change_rolls_the_pods_without_migrating_and_serves_every_request(sandbox_facts, stores):
     """RollingUpdate with maxSurge 1 / maxUnavailable 0: while the pods are replaced, clients calling the Service all
     the time (a new connection each, as kube-proxy balances them) get every answer."""
