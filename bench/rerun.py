@@ -118,7 +118,7 @@ def main() -> int:
         "| measure | value |",
         "|---|---|",
         f"| cold site.yml (empty PostgreSQL, bucket and namespace) | {cold:.1f} s |",
-        f"| re-run on the converged deployment (changed=0) | {rerun:.1f} s ({rerun / cold:.2f} of cold) |",
+        f"| re-run on the converged deployment (changed=0) | {rerun:.1f} s ({rerun / cold:.3f} of cold) |",
         f"| site.yml --check --diff on it | {check:.1f} s ({check / cold:.2f} of cold) |",
         f"| re-run's tasks: ok / skipped | {cycles[-1]['tasks']['ok']} / {cycles[-1]['tasks']['skipped']} |",
         *(f"| &nbsp; re-run time in {role} | {seconds:.1f} s |" for role, seconds in role_s.items()),
