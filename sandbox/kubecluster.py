@@ -11,6 +11,8 @@ allowed) and kube-proxy (iptables mode). With workers, the control plane's node 
 pods run on the workers. One forwarder process joins host and control plane: the host reaches the API server on
 127.0.0.1:<k8s port>, and pods reach the sandbox's PostgreSQL and S3 at the control plane node's address. `stop()`
 stops it all and removes the namespaces and cgroups, and with them every rule, mount and interface it made.
+What `up` then asks of the API server as the admin (the RBAC bootstrap, the control plane's taint) is in
+sandbox/kubeadmin.py.
 
 Addresses (sandbox/topology.py; all inside the sandbox's own network namespaces, so sandboxes never collide): nodes
 in the first /24 of SANDBOX_POD_CIDR (the control plane's first: the "pod gateway" the PostgreSQL certificate
@@ -26,27 +28,25 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import build, images
 from .config import REPO_ROOT, SandboxConfig
 from .forward import ServiceForwards
-from .kubepki import ADMIN_GROUP, ClusterPKI
+from .kubeadmin import ClusterAdmin
+from .kubepki import ClusterPKI
 from .node import Fabric
 from .nodeconf import API_PORT, AUDIT_POLICY, NODE_NAME, ControlPlanePaths, control_plane_argv
 from .noderuntime import NodeRuntime
 from .pins import ON_DEMAND, PAUSE_IMAGE
 from .procs import SandboxError, cmdline, spawn, terminate, wait_until
-from .topology import CONTROL_PLANE, NodeSpec, plan
+from .topology import NodeSpec, plan
 
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service
-CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane"
 # The control plane's processes, in start order; stopped in reverse. Each: the cgroup subtree it runs in. Every
 # node's containerd, kubelet and kube-proxy (noderuntime.RUNTIME) run in that node's `system` subtree.
 COMPONENTS = {
@@ -80,6 +80,9 @@ class KubeCluster:
         self.nodes_file = self.base / "nodes.json"
         self.audit_log = self.base / "audit.log"
         self.fabric = Fabric(self.short_name)
+        self.admin = ClusterAdmin(
+            self.url, self.pki_dir, self.kubeconfig, self.base / "kubeconfig" / "super-admin-host.conf"
+        )
         # A running sandbox keeps the nodes it was started with (`down` must find every one, whatever is asked now).
         recorded = self._recorded_workers()
         self.workers = recorded if recorded is not None and self.pid_file.exists() else config.nodes
@@ -239,7 +242,7 @@ class KubeCluster:
             self._launch(component, bins)
         self._wait_api(started)
         self.timings["api"] = time.monotonic() - started
-        self._bootstrap_rbac(bins)
+        self.admin.bootstrap_rbac()
         for component in ("kube-controller-manager", "kube-scheduler"):
             self._launch(component, bins)
         for runtime in self.runtimes:
@@ -292,16 +295,9 @@ class KubeCluster:
                 NodeRuntime(spec, self.base, self.short_name, self.fabric, cluster_cidr="10.0.0.0/16").ns.down()
             shutil.rmtree(old, ignore_errors=True)
 
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
-        context.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
-        return context
-
     def get(self, path: str, timeout: float = 5) -> bytes:
         """GET from the API server through the host's address, as the admin."""
-        request = urllib.request.Request(self.url + path)  # noqa: S310 - the sandbox's own https URL
-        with urllib.request.urlopen(request, context=self._context(), timeout=timeout) as response:  # noqa: S310
-            return response.read()
+        return self.admin.get(path, timeout)
 
     def _check_alive(self) -> None:
         for component, pid in self.pids().items():
@@ -320,24 +316,7 @@ class KubeCluster:
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess:  # fmt: skip
-        bins = build.artifacts()
-        argv = [str(bins.kubectl), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
-
-    def _bootstrap_rbac(self, bins: build.Artifacts) -> None:
-        """The admin's group becomes cluster-admin (as kubeadm does), with the break-glass identity, once."""
-        binding = {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": ADMIN_GROUP},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": ADMIN_GROUP}],
-        }  # fmt: skip
-        breakglass = self.base / "kubeconfig" / "super-admin-host.conf"
-        if self.kubectl("get", "clusterrolebinding", ADMIN_GROUP, kubeconfig=breakglass).returncode == 0:
-            return
-        proc = self.kubectl("create", "-f", "-", kubeconfig=breakglass, stdin=json.dumps(binding))
-        if proc.returncode != 0 and "AlreadyExists" not in proc.stderr:
-            raise SandboxError(f"binding {ADMIN_GROUP} to cluster-admin failed: {proc.stderr.strip()}")
+        return self.admin.kubectl(*args, kubeconfig=kubeconfig, stdin=stdin, timeout=timeout)
 
     def _wait_containerd(self, bins: build.Artifacts, runtime: NodeRuntime) -> None:
         def ready() -> bool:
@@ -389,49 +368,8 @@ class KubeCluster:
         names = ", ".join(rt.name for rt in self.runtimes)
         timeout = max(self.config.ready_timeout, 120) * len(self.runtimes)
         wait_until(nodes_ready, timeout, f"Kubernetes nodes {names} Ready")
-        self._place_control_plane()
+        self.admin.place_control_plane(self.workers, {rt.name for rt in self.runtimes})
         self.timings = {**getattr(self, "timings", {}), "node": time.monotonic() - started}
-
-    def _place_control_plane(self) -> None:
-        """With workers, the control plane's node takes no pods (its role label and NoSchedule taint, as kind's);
-        alone, it takes them all. Node objects of workers this sandbox no longer runs go."""
-        taint = f"{CONTROL_PLANE_TAINT}:NoSchedule"
-        # Read first: an `up` of a running sandbox writes nothing (tests count the admin's writes).
-        node = json.loads(self.kubectl("get", "node", NODE_NAME, "-o", "json").stdout or "{}")
-        labelled = CONTROL_PLANE_TAINT in node.get("metadata", {}).get("labels", {})
-        tainted = any(t.get("key") == CONTROL_PLANE_TAINT and t.get("effect") == "NoSchedule"
-                      for t in node.get("spec", {}).get("taints", []))  # fmt: skip
-        steps = []
-        if self.workers:
-            steps += [] if labelled else [("label", "node", NODE_NAME, f"{CONTROL_PLANE_TAINT}=", "--overwrite")]
-            steps += [] if tainted else [("taint", "node", NODE_NAME, taint, "--overwrite")]
-        else:
-            steps += [("taint", "node", NODE_NAME, f"{taint}-")] if tainted else []
-            steps += [("label", "node", NODE_NAME, f"{CONTROL_PLANE_TAINT}-")] if labelled else []
-        for args in steps:
-            proc = self.kubectl(*args)
-            if proc.returncode != 0 and "not found" not in proc.stderr:
-                raise SandboxError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-        if self.workers and self._pods_on(NODE_NAME):
-            # Pods kept from a single-node sandbox: moved to the workers as an operator would (evictions honour
-            # PodDisruptionBudgets), then the node takes pods again but for the taint.
-            drained = self.kubectl("drain", NODE_NAME, "--ignore-daemonsets", "--delete-emptydir-data",
-                                   "--timeout=180s", timeout=240)  # fmt: skip
-            self.kubectl("uncordon", NODE_NAME)
-            if drained.returncode != 0:
-                raise SandboxError(f"moving the pods off {NODE_NAME} failed: {drained.stderr.strip()[-500:]}")
-        listed = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout or "{}").get("items", [])
-        keep = {rt.name for rt in self.runtimes}
-        stale = [n["metadata"]["name"] for n in listed if n["metadata"]["name"] not in keep
-                 and n["metadata"]["name"].startswith(f"{CONTROL_PLANE}-worker-")]  # fmt: skip
-        if stale:
-            self.kubectl("delete", "node", *stale, "--wait=false")
-
-    def _pods_on(self, node: str) -> list[str]:
-        """Pods bound to `node` that are not done (DaemonSets' and mirror pods' included)."""
-        selector = f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"
-        listed = self.kubectl("get", "pods", "-A", "--field-selector", selector, "-o", "name")
-        return listed.stdout.split() if listed.returncode == 0 else []
 
     def probe(self) -> bool:
         return self.get("/readyz", timeout=3) == b"ok"

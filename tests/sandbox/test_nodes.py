@@ -23,7 +23,8 @@ from harness.evidence import record
 from harness.load import Poller
 from sandbox import audit, pins
 from sandbox.config import SandboxConfig
-from sandbox.kubecluster import CONTROL_PLANE_TAINT, NODE_NAME, KubeCluster
+from sandbox.kubeadmin import CONTROL_PLANE_TAINT
+from sandbox.kubecluster import NODE_NAME, KubeCluster
 from sandbox.node import hierarchies
 from sandbox.topology import ZONE_LABEL, worker_name
 from tests.sandbox.kube_helpers import apply, get, host_state, kubectl, pod, wait_for
