@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import Sandbox, SandboxConfig  # noqa: E402
 
-PORTS = {"pg_port": 57432, "s3_port": 57333, "k8s_port": 57443, "weed_port_base": 57340}
+PORTS = {"pg_port": 24432, "s3_port": 24333, "k8s_port": 24443, "weed_port_base": 24340}
 
 
 def rss_mib(marker: str) -> float:

@@ -36,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="carbon254.mlflow's local services on 127.0.0.1: PostgreSQL, S3, a real multi-node Kubernetes.",
     )
     parser.add_argument("--state-dir", type=Path, help="where data, logs and facts live (env SANDBOX_STATE_DIR)")
-    parser.add_argument("--pg-port", type=int, help="PostgreSQL port (env SANDBOX_PG_PORT, default 55432)")
-    parser.add_argument("--s3-port", type=int, help="S3 port (env SANDBOX_S3_PORT, default 58333)")
+    parser.add_argument("--pg-port", type=int, help="PostgreSQL port (env SANDBOX_PG_PORT, default 25432)")
+    parser.add_argument("--s3-port", type=int, help="S3 port (env SANDBOX_S3_PORT, default 25333)")
     parser.add_argument(
-        "--k8s-port", type=int, help="Kubernetes API server port on 127.0.0.1 (env SANDBOX_K8S_PORT, default 58443)"
+        "--k8s-port", type=int, help="Kubernetes API server port on 127.0.0.1 (env SANDBOX_K8S_PORT, default 25443)"
     )
-    parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 58340)")
+    parser.add_argument("--weed-port-base", type=int, help="first of SeaweedFS's internal ports (default 25340)")
     parser.add_argument(
         "--nodes", type=int, help="worker nodes beside the control plane (env SANDBOX_NODES; 0: one node runs all)"
     )

@@ -39,16 +39,19 @@ class SandboxConfig:
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("SANDBOX_STATE_DIR", REPO_ROOT / ".sandbox")))
     host: str = LOOPBACK
-    pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 55432))
-    s3_port: int = field(default_factory=lambda: _env_int("SANDBOX_S3_PORT", 58333))
-    k8s_port: int = field(default_factory=lambda: _env_int("SANDBOX_K8S_PORT", 58443))
+    # Every default port lies below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+    # in it may be taken for a moment by any outgoing connection on the machine, and a service restarted then
+    # fails to bind (SeaweedFS did: "port 58344 for Filer ... is not available" after a stop in a CI run).
+    pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 25432))
+    s3_port: int = field(default_factory=lambda: _env_int("SANDBOX_S3_PORT", 25333))
+    k8s_port: int = field(default_factory=lambda: _env_int("SANDBOX_K8S_PORT", 25443))
     # Pod and node addresses; they exist only inside the sandbox's own network namespaces.
     pod_cidr: str = field(default_factory=lambda: os.environ.get("SANDBOX_POD_CIDR", "10.213.0.0/16"))
     # Worker nodes beside the control plane (0: the control plane's node runs the pods, as a single node).
     nodes: int = field(default_factory=lambda: _env_int("SANDBOX_NODES", DEFAULT_NODES))
     # SeaweedFS runs master, volume, filer and admin servers beside S3, each with an HTTP and a gRPC port;
     # they take consecutive ports from this base so that two sandboxes never collide.
-    weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 58340))
+    weed_port_base: int = field(default_factory=lambda: _env_int("SANDBOX_WEED_PORT_BASE", 25340))
     pg_bin_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("SANDBOX_PG_BIN", "/usr/lib/postgresql/15/bin"))
     )

@@ -63,8 +63,8 @@ STAGES: dict[str, list[list[str]]] = {
 # The stages that use the shared sandbox (started here, stopped at the end).
 NEEDS_SANDBOX = {"integration"}
 # molecule's own sandbox: its scenarios keep it between them (SANDBOX_KEEP=1); stopped here when the stage ends.
-# Ports and pod network apart from the shared sandbox (55432/58333/58443/58340, 10.213/16), tests/sandbox (263xx-264xx),
-# bench/ (57432...) and tests/demo (27532...); below Linux's ephemeral port range (32768-60999), where the
+# Ports and pod network apart from the shared sandbox (25432/25333/25443/25340, 10.213/16), tests/sandbox (263xx-264xx),
+# bench/ (279xx) and tests/demo (275xx); below Linux's ephemeral port range (32768-60999), where the
 # outgoing connections and port-forward listeners of the sandbox running beside it take their ports.
 MOLECULE_SANDBOX = {
     "SANDBOX_STATE_DIR": str(ROOT / ".cache" / "molecule-sandbox"),

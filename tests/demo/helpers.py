@@ -11,7 +11,7 @@ from urllib.parse import quote
 from harness.ansible import BIN, ROOT
 from harness.stores import admin_conn, s3_client
 
-# Apart from the defaults (55432/58333/58443/58340, 10.213/16), tests/sandbox (263xx-264xx), bench/ (574xx) and
+# Apart from the defaults (25432/25333/25443/25340, 10.213/16), tests/sandbox (263xx-264xx), bench/ (279xx) and
 # molecule in make test (276xx); below Linux's ephemeral range (32768-60999), so no outgoing connection or
 # port-forward listener of another sandbox running at the same time can hold one of them.
 DEMO_SANDBOX = {
