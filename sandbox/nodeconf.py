@@ -127,11 +127,17 @@ podLogsDir: /var/log/pods
 staticPodPath: ""
 maxPods: 64
 podPidsLimit: 4096
+# The nodes' disk is the host's, shared with everything else on it: no disk-pressure eviction and no image GC (as
+# kind's nodes: "0%" switches a threshold off, 100 with no maximum age switches image GC off). Under pressure the
+# kubelet deleted the locally built images nothing ran at the moment, with no registry to pull them back from
+# (a CI run on a 95%-full disk: "ctr: image ghcr.io/carbon254/mlflow:...: not found", ErrImagePull after).
 evictionHard:
   memory.available: "200Mi"
-  nodefs.available: "2%"
-  imagefs.available: "2%"
-imageGCHighThresholdPercent: 99
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
+imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 98
 enforceNodeAllocatable: ["pods"]
 serializeImagePulls: false
