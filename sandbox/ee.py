@@ -47,6 +47,9 @@ KEYED_REPO = "localhost/carbon254/mlflow-ee"
 # The cgroup subtree the jobs' containers run under (removed after each job by the AWX tests).
 JOB_CGROUP_PARENT = "carbon254-ee-jobs"
 RECIPE = "1"
+# Images of other inputs kept (archive and store): each change of the collection makes a new one (about 230 MiB
+# saved, more in the store), and a day of work left 16 of them; the newest few serve other checkouts (CI's clone).
+KEEP = 4
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,23 @@ def build_ee(say: Callable[[str], None] = print) -> ExecutionEnvironment:
                 say(f"built image {name} ({archive.stat().st_size / 2**20:.0f} MiB) in "
                     f"{time.monotonic() - started:.0f} s")  # fmt: skip
         podman("tag", keyed, name)
+        _prune(archive)
         return ExecutionEnvironment(image=name, keyed=keyed, archive=archive)
+
+
+def _prune(current: Path) -> None:
+    """Remove all but the newest KEEP images of other inputs, archive and store, with the untagged build stages
+    made before them (builds run one at a time, under the lock); the current one and its stages stay."""
+    others = sorted((a for a in IMAGES.glob("ee-*.tar") if a != current), key=lambda a: a.stat().st_mtime)
+    stale = others[: max(len(others) - KEEP, 0)]
+    for archive in stale:
+        tag = f"{KEYED_REPO}:{archive.stem.removeprefix('ee-')}"
+        if _in_store(tag):
+            podman("rmi", tag)
+    if stale:
+        podman("image", "prune", "--force", "--filter", f"until={int(stale[-1].stat().st_mtime)}")
+        for archive in stale:
+            archive.unlink()
 
 
 def _build(tag: str) -> None:
