@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -170,6 +171,12 @@ def one_run_per_machine() -> TextIO:
     return handle
 
 
+def disk(where: str) -> str:
+    """Free space where the checkout and the sandboxes' images live: a full disk fails tests far from its cause."""
+    usage = shutil.disk_usage(ROOT)
+    return f"disk {where}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB"
+
+
 def main(selected: list[str]) -> int:
     names = selected or list(STAGES)
     unknown = [name for name in names if name not in STAGES]
@@ -182,6 +189,7 @@ def main(selected: list[str]) -> int:
     lock = one_run_per_machine()  # noqa: F841 - held while this process runs
     runner = Runner(streamed=not parallel)
     wall = time.monotonic()
+    say(disk("at the start"))
     try:
         if parallel:
             say(f"lanes running at once: {' | '.join(' -> '.join(lane) for lane in lanes)}")
@@ -204,6 +212,7 @@ def main(selected: list[str]) -> int:
         ok, elapsed = runner.results.get(name, (False, 0.0))
         print(f"{name:12} {'ok' if ok else 'FAILED':8} {elapsed:7.1f}")
     failed = sum(1 for name in names if not runner.results.get(name, (False, 0.0))[0])
+    print(disk("at the end"))
     print(f"wall clock {time.monotonic() - wall:.1f}s ({'two lanes at once' if parallel else 'one after the other'})")
     print(f"stages: {len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
