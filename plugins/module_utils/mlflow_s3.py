@@ -30,6 +30,20 @@ except ImportError as exc:  # only the S3 options need it
     BOTOCORE_IMPORT_ERROR = str(exc)
 
 
+def mlflow_s3_argument_spec():
+    """mlflow_roundtrip's S3 options (where its artifacts must land); documented by the carbon254.mlflow.mlflow_s3 doc fragment."""
+    return dict(
+        s3_endpoint_url=dict(type="str"),
+        s3_bucket=dict(type="str"),
+        s3_prefix=dict(type="str", default=""),
+        s3_access_key=dict(type="str", no_log=False),
+        s3_secret_key=dict(type="str", no_log=True),
+        s3_region=dict(type="str", default="us-east-1"),
+        s3_validate_certs=dict(type="bool", default=True),
+        s3_ca_path=dict(type="path"),
+    )
+
+
 def s3_key(prefix, relative_path):
     prefix = (prefix or "").strip("/")
     return "%s/%s" % (prefix, relative_path) if prefix else relative_path

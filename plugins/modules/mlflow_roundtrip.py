@@ -44,6 +44,7 @@ author:
   - carbon254 platform team (@carbon254)
 extends_documentation_fragment:
   - carbon254.mlflow.mlflow_connection
+  - carbon254.mlflow.mlflow_s3
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -95,46 +96,6 @@ options:
     description:
       - PEM file with the certificate authorities to trust for an C(https) presigned URL, like a client's
         C(REQUESTS_CA_BUNDLE). Defaults to O(s3_ca_path).
-    type: path
-  s3_endpoint_url:
-    description:
-      - URL of the S3 (MinIO) endpoint holding the server's artifacts, for example
-        V(https://minio.minio.svc.cluster.local:9000). Objects are addressed path-style.
-      - With O(s3_bucket), O(s3_access_key) and O(s3_secret_key), turns on the check that the artifact
-        reached the bucket.
-    type: str
-  s3_bucket:
-    description:
-      - The bucket of the server's C(--artifacts-destination) (V(mlflow-artifacts) for
-        C(s3://mlflow-artifacts/prod)).
-    type: str
-  s3_prefix:
-    description:
-      - The path part of the server's C(--artifacts-destination) (V(prod) for C(s3://mlflow-artifacts/prod));
-        empty when artifacts go to the bucket's root.
-    type: str
-    default: ""
-  s3_access_key:
-    description:
-      - S3 access key ID. Needs read access (C(s3:GetObject)/C(s3:ListBucket)) to the bucket.
-    type: str
-  s3_secret_key:
-    description:
-      - S3 secret access key. Never logged.
-    type: str
-  s3_region:
-    description:
-      - Region used in the S3 request signature (AWS Signature Version 4).
-    type: str
-    default: us-east-1
-  s3_validate_certs:
-    description:
-      - Verify the S3 endpoint's TLS certificate.
-    type: bool
-    default: true
-  s3_ca_path:
-    description:
-      - PEM file with the certificate authorities to trust for an C(https) S3 endpoint.
     type: path
 notes:
   - The account used needs permission to create and delete experiments when the server runs with
@@ -303,6 +264,7 @@ from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_roundtrip 
     RoundTrip,
     cleanup_sentence,
 )
+from ansible_collections.carbon254.mlflow.plugins.module_utils.mlflow_s3 import mlflow_s3_argument_spec
 
 
 def argument_spec():
@@ -314,15 +276,8 @@ def argument_spec():
         presigned_transfers=dict(type="bool", default=True),
         presigned_validate_certs=dict(type="bool", default=True),
         presigned_ca_path=dict(type="path"),
-        s3_endpoint_url=dict(type="str"),
-        s3_bucket=dict(type="str"),
-        s3_prefix=dict(type="str", default=""),
-        s3_access_key=dict(type="str", no_log=False),
-        s3_secret_key=dict(type="str", no_log=True),
-        s3_region=dict(type="str", default="us-east-1"),
-        s3_validate_certs=dict(type="bool", default=True),
-        s3_ca_path=dict(type="path"),
     )
+    spec.update(mlflow_s3_argument_spec())
     return spec
 
 
