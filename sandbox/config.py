@@ -33,13 +33,30 @@ def _default_weed() -> str:
     return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
 
 
+# `weed mini`'s ports taken one after another from weed_port_base (weed_ports).
+WEED_PORT_NAMES = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+)  # fmt: skip
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_ports() -> range:
+    """The ports Linux gives outgoing connections (Linux's default 32768-60999 where the file cannot be read)."""
+    try:
+        low, high = (int(v) for v in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 @dataclass
 class SandboxConfig:
     """Where the sandbox keeps its data and which loopback ports it uses."""
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("SANDBOX_STATE_DIR", REPO_ROOT / ".sandbox")))
     host: str = LOOPBACK
-    # Every default port lies below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+    # Every port must lie below the machine's ephemeral range (ephemeral_ports; __post_init__ refuses it): a port
     # in it may be taken for a moment by any outgoing connection on the machine, and a service restarted then
     # fails to bind (SeaweedFS did: "port 58344 for Filer ... is not available" after a stop in a CI run).
     pg_port: int = field(default_factory=lambda: _env_int("SANDBOX_PG_PORT", 25432))
@@ -68,10 +85,19 @@ class SandboxConfig:
         if self.host != LOOPBACK:
             raise ValueError(f"the sandbox only binds loopback ({LOOPBACK}), not {self.host!r}")
         plan(self.pod_cidr, self.nodes)  # a clear error for a bad SANDBOX_NODES / SANDBOX_POD_CIDR pair
+        ephemeral = ephemeral_ports()
         for name in ("pg_port", "s3_port", "k8s_port", "weed_port_base"):
             value = getattr(self, name)
-            if not 1024 <= value <= 65535 - (10 if name == "weed_port_base" else 0):
+            span = range(value, value + (len(WEED_PORT_NAMES) if name == "weed_port_base" else 1))
+            if not 1024 <= span[0] <= span[-1] <= 65535:
                 raise ValueError(f"{name}={value} is outside the usable port range 1024-65535")
+            if span[0] <= ephemeral[-1] and ephemeral[0] <= span[-1]:
+                taken = f"ports {span[0]}-{span[-1]}" if len(span) > 1 else f"port {value}"
+                raise ValueError(
+                    f"{name}={value} (SANDBOX_{name.upper()}): {taken} in this machine's ephemeral port range "
+                    f"{ephemeral[0]}-{ephemeral[-1]} (net.ipv4.ip_local_port_range), where any outgoing connection "
+                    f"may hold one and a service started again could not bind it; choose ports outside it"
+                )
 
     @property
     def pod_gateway(self) -> str:
@@ -90,11 +116,7 @@ class SandboxConfig:
 
     def weed_ports(self) -> dict[str, int]:
         """Every port `weed mini` listens on, explicit so none falls back to a shared default."""
-        names = [
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
-        ]  # fmt: skip
-        ports = {name: self.weed_port_base + offset for offset, name in enumerate(names)}
+        ports = {name: self.weed_port_base + offset for offset, name in enumerate(WEED_PORT_NAMES)}
         ports["s3.port"] = self.s3_port
         # 0 switches off the Iceberg and Lance endpoints the sandbox does not use.
         ports["s3.port.iceberg"] = 0

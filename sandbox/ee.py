@@ -126,9 +126,9 @@ def _locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _in_store(image: str) -> bool:
-    listing = podman("images", "--format", "{{.Repository}}:{{.Tag}}")
-    return image in listing.split()
+def _stored() -> set[str]:
+    """The repository:tag names in the private store."""
+    return set(podman("images", "--format", "{{.Repository}}:{{.Tag}}").split())
 
 
 def build_ee(say: Callable[[str], None] = print) -> ExecutionEnvironment:
@@ -138,7 +138,7 @@ def build_ee(say: Callable[[str], None] = print) -> ExecutionEnvironment:
         key = _inputs_key(tarball)
         name, keyed = image_name(), f"{KEYED_REPO}:{key}"
         archive = IMAGES / f"ee-{key}.tar"
-        if not _in_store(keyed):
+        if keyed not in _stored():
             if archive.exists():
                 podman("load", "-q", "-i", str(archive))  # saved under the keyed name
             else:
@@ -157,14 +157,15 @@ def _prune(current: Path) -> None:
     made before them (builds run one at a time, under the lock); the current one and its stages stay."""
     others = sorted((a for a in IMAGES.glob("ee-*.tar") if a != current), key=lambda a: a.stat().st_mtime)
     stale = others[: max(len(others) - KEEP, 0)]
+    if not stale:
+        return
+    stored = _stored()
+    tags = [f"{KEYED_REPO}:{archive.stem.removeprefix('ee-')}" for archive in stale]
+    if present := [tag for tag in tags if tag in stored]:
+        podman("rmi", *present)
+    podman("image", "prune", "--force", "--filter", f"until={int(stale[-1].stat().st_mtime)}")
     for archive in stale:
-        tag = f"{KEYED_REPO}:{archive.stem.removeprefix('ee-')}"
-        if _in_store(tag):
-            podman("rmi", tag)
-    if stale:
-        podman("image", "prune", "--force", "--filter", f"until={int(stale[-1].stat().st_mtime)}")
-        for archive in stale:
-            archive.unlink()
+        archive.unlink()
 
 
 def _build(tag: str) -> None:

@@ -4,14 +4,18 @@ the tested versions, git for project updates)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sandbox.ee import DEFINITION, build_ee, execution_node_podman
+from sandbox import ee
+from sandbox.ee import DEFINITION, KEEP, KEYED_REPO, build_ee, execution_node_podman
+from sandbox.images import podman
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -106,3 +110,29 @@ def test_the_projects_ansible_cfg_does_not_hide_the_images_collections(image):
     proc = inside(image, "ansible-doc", "-t", "role", "carbon254.mlflow.mlflow_k8s", project=True)
     assert proc.returncode == 0, proc.stderr
     assert "/usr/share/ansible/collections/ansible_collections/carbon254/mlflow" in proc.stdout
+
+
+def test_a_build_keeps_the_newest_images_of_other_inputs_and_removes_the_older(image, tmp_path, monkeypatch):
+    """Each change of the collection makes a new image; after a build only the newest KEEP others stay, archive and
+    store (here: stand-ins, the image under made-up keys with archives a month old, a minute apart, in a directory of
+    their own), and the current one is untouched."""
+    monkeypatch.setattr(ee, "IMAGES", tmp_path)
+    current = tmp_path / "ee-current.tar"
+    current.write_bytes(b"current")
+    keys = [f"prunetest{i}" for i in range(KEEP + 2)]  # oldest first
+    old = time.time() - 30 * 86400  # older than any build stage worth keeping (prune removes those made before)
+    for age, key in enumerate(keys):
+        archive = tmp_path / f"ee-{key}.tar"
+        archive.write_bytes(b"stand-in")
+        os.utime(archive, (old + 60 * age, old + 60 * age))
+        podman("tag", image, f"{KEYED_REPO}:{key}")
+    try:
+        ee._prune(current)
+        stored = ee._stored()
+        assert [key for key in keys if (tmp_path / f"ee-{key}.tar").exists()] == keys[2:]
+        assert [key for key in keys if f"{KEYED_REPO}:{key}" in stored] == keys[2:]
+        assert current.exists() and image in stored
+    finally:
+        left = [f"{KEYED_REPO}:{key}" for key in keys if f"{KEYED_REPO}:{key}" in ee._stored()]
+        if left:
+            podman("rmi", *left)

@@ -55,6 +55,16 @@ def test_the_server_is_the_pinned_release_and_the_node_is_ready(cluster):
     assert node["status"]["addresses"][0]["address"] == cluster["kube"].node_ip
 
 
+def test_the_kubelet_neither_evicts_nor_deletes_images_when_the_hosts_disk_fills(cluster):
+    """What the running kubelet reports it took from sandbox/nodeconf.py (its /configz, through the API server as
+    kubectl reads it): disk thresholds off and image GC off, so the locally built images stay (a CI run lost them)."""
+    config = json.loads(kubectl(cluster, "get", "--raw", f"/api/v1/nodes/{NODE_NAME}/proxy/configz"))["kubeletconfig"]
+    disk = {k: v for k, v in config["evictionHard"].items() if k.startswith(("nodefs.", "imagefs."))}
+    assert disk == dict.fromkeys(["nodefs.available", "nodefs.inodesFree", "imagefs.available", "imagefs.inodesFree"],
+                                 "0%"), config["evictionHard"]  # fmt: skip
+    assert config["imageGCHighThresholdPercent"] == 100 and config.get("imageMaximumGCAge", "0s") == "0s", config
+
+
 def test_the_admin_is_a_certificate_identity_bound_to_cluster_admin_and_rbac_holds_for_others(cluster):
     whoami = json.loads(kubectl(cluster, "auth", "whoami", "-o", "json"))
     assert whoami["status"]["userInfo"]["username"] == "kubernetes-admin"
